@@ -1,0 +1,519 @@
+"""Binance's kline protocol, sans-IO: bytes and JSON in, typed frozen dataclasses out, and back.
+
+Nothing here does I/O or reads a clock. Everything that comes from the network is checked
+before it is trusted: a frame or body that is malformed or hostile (wrong types, NaN, infinite,
+negative or absurd numbers, a symbol name that could escape the data directory, a candle not on
+the interval's grid) raises :class:`RemoteProtocolError` and nothing else, so the caller needs a
+single ``except`` to drop it. Unknown fields are ignored, as Binance adds fields over time.
+
+Notes on choices:
+
+* ``klines_params`` always sends both ``startTime`` and ``endTime`` (COIN-M returns the *newest*
+  ``limit`` candles before ``endTime``), with ``endTime`` the close time of the last wanted candle
+  and at most ``limit`` candles in the window, so every market returns exactly that window.
+* ``parse_weight_headers`` / ``parse_retry_after`` return None for a missing or unreadable
+  header instead of raising: a good response is not thrown away over a header.
+* ``parse_premium_index`` skips entries whose symbol is unsafe as a file name (they could never
+  be recorded) rather than failing the whole snapshot; anything else malformed raises.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+import polars as pl
+
+from bmac_trio._errors import RemoteProtocolError
+from bmac_trio._intervals import Interval, parse_interval
+from bmac_trio._layout import CANDLE_SCHEMA, FLOAT_COLUMNS
+from bmac_trio._markets import Market
+from bmac_trio._symbols import is_safe_symbol
+
+__all__ = [
+    "Candle",
+    "ControlError",
+    "ControlReply",
+    "FundingRate",
+    "Ignored",
+    "KlineEvent",
+    "WsEvent",
+    "candles_to_frame",
+    "closed_only",
+    "control_message",
+    "kline_stream_name",
+    "klines_params",
+    "parse_error_body",
+    "parse_klines",
+    "parse_premium_index",
+    "parse_retry_after",
+    "parse_server_time",
+    "parse_weight_headers",
+    "parse_ws_message",
+    "ws_path",
+]
+
+#: Largest decimal value we accept for a price or volume (well above any real market).
+MAX_DECIMAL: Final = 1e20
+#: Epoch milliseconds must fall before the year 2500.
+MAX_TIME_MS: Final = 16_725_225_600_000
+#: Trade counts and ids must stay below 2**53 (exact in a float64).
+MAX_COUNT: Final = 2**53
+_MAX_TEXT: Final = 200
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Candle:
+    """One kline, prices and volumes parsed from Binance's decimal strings."""
+
+    symbol: str
+    open_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    quote_volume: float
+    #: A float, as in BMAC's files.
+    trade_num: float
+    taker_buy_base_asset_volume: float
+    taker_buy_quote_asset_volume: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KlineEvent:
+    """A kline push; only ``closed`` ones are final."""
+
+    candle: Candle
+    closed: bool
+    event_ms: int
+    close_ms: int
+    #: The combined-stream name, None for a raw (``/ws``) frame.
+    stream: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ControlReply:
+    """The reply to SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS ..."""
+
+    id: int | str | None
+    result: Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ControlError:
+    """An error frame, ``{"code":2,"msg":...}`` or ``{"error":{...},"id":2}``."""
+
+    id: int | str | None
+    code: int
+    msg: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ignored:
+    """A well-formed frame we do not use (other events, ``serverShutdown``)."""
+
+    reason: str
+
+
+WsEvent = KlineEvent | ControlReply | ControlError | Ignored
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FundingRate:
+    """One premiumIndex entry: ``lastFundingRate`` (None for delivery contracts' ``""``)."""
+
+    symbol: str
+    funding_rate: float | None
+    next_funding_time_ms: int | None = None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _fail(what: str, value: object = None) -> RemoteProtocolError:
+    text = repr(value)
+    if len(text) > _MAX_TEXT:
+        text = text[: _MAX_TEXT - 3] + "..."
+    return RemoteProtocolError(f"{what}: {text}" if value is not None else what)
+
+
+def _loads(data: str | bytes | bytearray | memoryview, what: str) -> Any:
+    try:
+        return orjson.loads(data)
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        raise _fail(f"{what} is not valid JSON ({exc})") from None
+
+
+def _as_interval(interval: Interval | str) -> Interval:
+    if isinstance(interval, Interval):
+        return interval
+    try:
+        return parse_interval(interval)
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _dec(value: object, field: str) -> float:
+    """A Binance decimal string as a finite, non-negative, sane float."""
+    if type(value) is not str or not 0 < len(value) <= 64:
+        raise _fail(f"{field} must be a decimal string", value)
+    try:
+        number = float(value)
+    except ValueError:
+        raise _fail(f"{field} is not a decimal", value) from None
+    if not 0.0 <= number <= MAX_DECIMAL:  # also false for NaN
+        raise _fail(f"{field} is out of range", value)
+    return number
+
+
+def _int(value: object, field: str, hi: int = MAX_COUNT) -> int:
+    if type(value) is not int or not 0 <= value < hi:
+        raise _fail(f"{field} must be a non-negative integer", value)
+    return value
+
+
+def _ms(value: object, field: str) -> int:
+    return _int(value, field, MAX_TIME_MS)
+
+
+def _symbol(value: object, field: str = "symbol") -> str:
+    if not is_safe_symbol(value):
+        raise _fail(f"{field} is not a safe symbol name", value)
+    assert isinstance(value, str)
+    return value
+
+
+def _check_grid(interval: Interval, open_ms: int, close_ms: int, where: str) -> None:
+    if not interval.is_aligned(open_ms):
+        raise _fail(f"{where}: open time is not on the {interval.name} grid", open_ms)
+    if close_ms != interval.close_time(open_ms):
+        raise _fail(f"{where}: close time does not match open time {open_ms}", close_ms)
+
+
+# --------------------------------------------------------------------------- WebSocket
+
+
+def kline_stream_name(symbol: str, interval: Interval | str) -> str:
+    """``<symbol lower-case>@kline_<interval>``."""
+    return f"{symbol.lower()}@kline_{interval}"
+
+
+def ws_path(market: Market, streams: Sequence[str]) -> str:
+    """The combined-stream path to append to the WS base URL.
+
+    ``/stream?streams=a/b`` (UM: ``/market/stream?...``); with no streams, ``/stream`` alone, to
+    which streams can be added with SUBSCRIBE.
+    """
+    path = f"{market.ws_route}/stream"
+    return f"{path}?streams={'/'.join(streams)}" if streams else path
+
+
+def control_message(method: str, id: int | str, params: Sequence[object] | None = None) -> str:
+    """A control frame: ``{"method":"SUBSCRIBE","params":[...],"id":1}``."""
+    message: dict[str, object] = {"method": method}
+    if params is not None:
+        message["params"] = list(params)
+    message["id"] = id
+    return orjson.dumps(message).decode()
+
+
+def parse_ws_message(data: str | bytes, *, interval: Interval | str) -> WsEvent:
+    """Decode one WebSocket text frame (raw or combined).
+
+    Raises:
+        RemoteProtocolError: not JSON, or a kline/control frame that is malformed or hostile.
+    """
+    iv = _as_interval(interval)
+    message = _loads(data, "WebSocket frame")
+    if not isinstance(message, dict):
+        raise _fail("WebSocket frame is not a JSON object", message)
+    stream = None
+    if "stream" in message and "data" in message:
+        stream = message["stream"]
+        if type(stream) is not str or not 0 < len(stream) <= 256:
+            raise _fail("combined frame has a bad stream name", stream)
+        message = message["data"]
+        if not isinstance(message, dict):
+            raise _fail("combined frame's data is not an object", message)
+    if "e" in message:
+        event = message["e"]
+        if event == "kline":
+            return _kline_event(message, iv, stream)
+        if type(event) is not str:
+            raise _fail("event type is not a string", event)
+        return Ignored(reason=f"event {event[:50]!r}")
+    if stream is None:
+        if "result" in message and "id" in message:
+            return ControlReply(id=_control_id(message["id"]), result=message["result"])
+        error = message.get("error")
+        if isinstance(error, dict):
+            return _control_error(error, message.get("id"))
+        if "code" in message and "msg" in message:
+            return _control_error(message, message.get("id"))
+    raise _fail("unrecognised WebSocket frame", message)
+
+
+def _control_id(value: object) -> int | str | None:
+    if value is None or (type(value) is int) or (type(value) is str and len(value) <= 64):
+        return value  # type: ignore[return-value]
+    raise _fail("control reply has a bad id", value)
+
+
+def _control_error(error: Mapping[str, Any], id: object) -> ControlError:
+    code, msg = error.get("code"), error.get("msg")
+    if type(code) is not int or type(msg) is not str:
+        raise _fail("control error frame has a bad code or msg", dict(error))
+    return ControlError(id=_control_id(id), code=code, msg=msg[:_MAX_TEXT])
+
+
+def _kline_event(message: Mapping[str, Any], iv: Interval, stream: str | None) -> KlineEvent:
+    k = message.get("k")
+    if not isinstance(k, dict):
+        raise _fail("kline event without a 'k' object", message)
+    symbol = _symbol(message.get("s"), "s")
+    if "s" in k and k["s"] != symbol:
+        raise _fail(f"kline symbol {k['s']!r} differs from event symbol", symbol)
+    if k.get("i") != iv.name:
+        raise _fail(f"kline interval is not {iv.name}", k.get("i"))
+    if stream is not None and stream != kline_stream_name(symbol, iv):
+        raise _fail(f"stream name does not match {symbol} {iv.name}", stream)
+    closed = k.get("x")
+    if type(closed) is not bool:
+        raise _fail("kline 'x' is not a boolean", closed)
+    open_ms = _ms(k.get("t"), "k.t")
+    close_ms = _ms(k.get("T"), "k.T")
+    _check_grid(iv, open_ms, close_ms, f"{symbol} kline")
+    candle = Candle(
+        symbol=symbol,
+        open_ms=open_ms,
+        open=_dec(k.get("o"), "k.o"),
+        high=_dec(k.get("h"), "k.h"),
+        low=_dec(k.get("l"), "k.l"),
+        close=_dec(k.get("c"), "k.c"),
+        volume=_dec(k.get("v"), "k.v"),
+        quote_volume=_dec(k.get("q"), "k.q"),
+        trade_num=float(_int(k.get("n"), "k.n")),
+        taker_buy_base_asset_volume=_dec(k.get("V"), "k.V"),
+        taker_buy_quote_asset_volume=_dec(k.get("Q"), "k.Q"),
+    )
+    return KlineEvent(
+        candle=candle,
+        closed=closed,
+        event_ms=_ms(message.get("E"), "E"),
+        close_ms=close_ms,
+        stream=stream,
+    )
+
+
+# --------------------------------------------------------------------------- REST
+
+
+def klines_params(
+    market: Market,
+    symbol: str,
+    interval: Interval | str,
+    start_ms: int,
+    end_ms: int,
+    limit: int,
+) -> dict[str, str]:
+    """Query parameters for the klines of open times ``start_ms``..``end_ms`` (both included).
+
+    Raises:
+        ValueError: a window the market would not return exactly (more than ``limit`` candles,
+            ``limit`` above the market's maximum, beyond COIN-M's 200-day span, unaligned).
+    """
+    iv = _as_interval(interval)
+    if not 1 <= limit <= market.kline_max_limit:
+        raise ValueError(f"limit {limit} outside 1..{market.kline_max_limit} on {market.name}")
+    if not (iv.is_aligned(start_ms) and iv.is_aligned(end_ms)) or end_ms < start_ms:
+        raise ValueError(f"bad kline window {start_ms}..{end_ms} for {iv.name}")
+    if iv.count(start_ms, end_ms) > limit:
+        raise ValueError(f"window {start_ms}..{end_ms} holds more than {limit} candles")
+    close_ms = iv.close_time(end_ms)
+    span = market.klines_max_span_days
+    if span is not None and close_ms - start_ms > span * 86_400_000:
+        raise ValueError(f"window {start_ms}..{close_ms} is longer than {span} days")
+    return {
+        "symbol": symbol,
+        "interval": iv.name,
+        "startTime": str(start_ms),
+        "endTime": str(close_ms),
+        "limit": str(limit),
+    }
+
+
+def parse_klines(body: bytes | str, *, symbol: str, interval: Interval | str) -> list[Candle]:
+    """All rows of a klines response, the forming candle included (see :func:`closed_only`).
+
+    Raises:
+        RemoteProtocolError: not a list of well-formed rows on the interval's grid, in
+            strictly ascending order.
+    """
+    iv = _as_interval(interval)
+    _symbol(symbol)
+    rows = _loads(body, "klines body")
+    if not isinstance(rows, list):
+        raise _fail("klines body is not a list", rows)
+    candles: list[Candle] = []
+    previous = -1
+    for row in rows:
+        if not isinstance(row, list) or len(row) < 11:
+            raise _fail("kline row is not a list of 12 fields", row)
+        open_ms = _ms(row[0], "kline open time")
+        _check_grid(iv, open_ms, _ms(row[6], "kline close time"), f"{symbol} kline")
+        if open_ms <= previous:
+            raise _fail(f"{symbol} klines are not in strictly ascending order", open_ms)
+        previous = open_ms
+        candles.append(
+            Candle(
+                symbol=symbol,
+                open_ms=open_ms,
+                open=_dec(row[1], "open"),
+                high=_dec(row[2], "high"),
+                low=_dec(row[3], "low"),
+                close=_dec(row[4], "close"),
+                volume=_dec(row[5], "volume"),
+                quote_volume=_dec(row[7], "quote volume"),
+                trade_num=float(_int(row[8], "trade count")),
+                taker_buy_base_asset_volume=_dec(row[9], "taker buy base volume"),
+                taker_buy_quote_asset_volume=_dec(row[10], "taker buy quote volume"),
+            )
+        )
+    return candles
+
+
+def closed_only(candles: Iterable[Candle], interval: Interval | str, now_ms: int) -> list[Candle]:
+    """The candles that have closed by ``now_ms`` (whose end is at or before it)."""
+    iv = _as_interval(interval)
+    return [c for c in candles if iv.end(c.open_ms) <= now_ms]
+
+
+def parse_error_body(body: bytes | str) -> tuple[int | None, str]:
+    """Binance's ``{"code": -1121, "msg": "Invalid symbol."}`` as (code, msg); never raises.
+
+    Anything else gives (None, the start of the body as text).
+    """
+    try:
+        data = orjson.loads(body)
+    except (orjson.JSONDecodeError, TypeError):
+        data = None
+    if isinstance(data, dict):
+        code, msg = data.get("code"), data.get("msg")
+        if type(code) is int and type(msg) is str:
+            return code, msg[:_MAX_TEXT]
+    if isinstance(body, bytes | bytearray | memoryview):
+        text = bytes(body[: _MAX_TEXT * 4]).decode("utf-8", "replace")
+    else:
+        text = str(body)
+    return None, text[:_MAX_TEXT]
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        for key, candidate in headers.items():
+            if key.lower() == name:
+                return candidate
+    return value
+
+
+def parse_weight_headers(headers: Mapping[str, str]) -> int | None:
+    """The IP's used weight this minute (``x-mbx-used-weight-1m``), or None."""
+    value = _header(headers, "x-mbx-used-weight-1m")
+    if value is None or not value.strip().isdigit() or len(value) > 12:
+        return None
+    return int(value)
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """``Retry-After`` in seconds (Binance sends an integer), or None."""
+    value = _header(headers, "retry-after")
+    if value is None or len(value) > 32:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, 30 * 86_400.0)
+
+
+def parse_server_time(body: bytes | str) -> int:
+    """``{"serverTime": 1499827319559}`` → epoch ms."""
+    data = _loads(body, "server time body")
+    if not isinstance(data, dict):
+        raise _fail("server time body is not an object", data)
+    return _ms(data.get("serverTime"), "serverTime")
+
+
+def parse_premium_index(body: bytes | str) -> list[FundingRate]:
+    """premiumIndex (an object for one symbol, a list otherwise) → funding rates."""
+    data = _loads(body, "premiumIndex body")
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise _fail("premiumIndex body is not a list", data)
+    rates: list[FundingRate] = []
+    for entry in data:
+        if not isinstance(entry, dict):
+            raise _fail("premiumIndex entry is not an object", entry)
+        symbol = entry.get("symbol")
+        if type(symbol) is not str:
+            raise _fail("premiumIndex entry without a symbol", entry)
+        if not is_safe_symbol(symbol):
+            continue
+        raw = entry.get("lastFundingRate")
+        rate: float | None = None
+        if raw != "":
+            if type(raw) is not str or len(raw) > 64:
+                raise _fail(f"{symbol} lastFundingRate is not a decimal string", raw)
+            try:
+                rate = float(raw)
+            except ValueError:
+                raise _fail(f"{symbol} lastFundingRate is not a decimal", raw) from None
+            if not -1.0 <= rate <= 1.0:
+                raise _fail(f"{symbol} lastFundingRate is out of range", raw)
+        next_time = entry.get("nextFundingTime")
+        rates.append(
+            FundingRate(
+                symbol=symbol,
+                funding_rate=rate,
+                next_funding_time_ms=_ms(next_time, "nextFundingTime")
+                if next_time not in (None, 0)
+                else None,
+            )
+        )
+    return rates
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def candles_to_frame(candles: Sequence[Candle], interval: Interval | str) -> pl.DataFrame:
+    """Candles as a frame with exactly :data:`CANDLE_SCHEMA`, in the given order.
+
+    Built column by column (no per-row dicts), so 1500 candles take well under a millisecond.
+    """
+    iv = _as_interval(interval)
+    begins = [c.open_ms for c in candles]
+    if iv.months:
+        ends = [iv.end(t) for t in begins]
+        end_series = pl.Series("candle_end_time", ends, dtype=pl.Int64)
+    else:
+        end_series = pl.Series("candle_end_time", begins, dtype=pl.Int64) + iv.ms
+    columns = [
+        pl.Series("candle_begin_time", begins, dtype=pl.Int64).cast(
+            CANDLE_SCHEMA["candle_begin_time"]
+        ),
+        end_series.cast(CANDLE_SCHEMA["candle_end_time"]).alias("candle_end_time"),
+    ]
+    columns.extend(
+        pl.Series(name, [getattr(c, name) for c in candles], dtype=pl.Float64)
+        for name in FLOAT_COLUMNS
+    )
+    return pl.DataFrame(columns)
