@@ -1,0 +1,196 @@
+"""The pure book: exact state after each step (h11 test_state style)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from bmac_trio._book import Book, BookError, PeriodReport, SymbolState, subtract_ranges
+from bmac_trio._events import Fetch
+from bmac_trio._intervals import parse_interval
+
+M = 60_000
+T0 = 1_700_000_040_000 // M * M  # an aligned minute
+IV = parse_interval("1m")
+
+
+def book(num: int = 10) -> Book:
+    return Book(interval=IV, num_candles=num)
+
+
+def test_subtract_ranges() -> None:
+    assert subtract_ranges((0, 10), []) == [(0, 10)]
+    assert subtract_ranges((0, 10), [(3, 5)]) == [(0, 2), (6, 10)]
+    assert subtract_ranges((0, 10), [(0, 10)]) == []
+    assert subtract_ranges((0, 10), [(8, 20), (-5, 1)]) == [(2, 7)]
+
+
+def test_add_symbols_fetches_only_missing_tail() -> None:
+    b = book(10)
+    now = T0 + 5 * M + 1000  # last closed candle opens at T0 + 4M
+    fetches = b.add_symbols({"AAA": T0 + 2 * M, "BBB": None, "CCC": T0 + 4 * M}, now_ms=now)
+    assert fetches == [
+        Fetch(symbol="AAA", first_open_ms=T0 + 3 * M, last_open_ms=T0 + 4 * M, reason="history"),
+        Fetch(symbol="BBB", first_open_ms=T0 - 5 * M, last_open_ms=T0 + 4 * M, reason="history"),
+    ]
+    assert b.symbols == {
+        "AAA": SymbolState(T0 + 2 * M, T0 + 2 * M, T0 + 2 * M, ((T0 + 3 * M, T0 + 4 * M),)),
+        "BBB": SymbolState(None, None, None, ((T0 - 5 * M, T0 + 4 * M),)),
+        "CCC": SymbolState(T0 + 4 * M, T0 + 4 * M, T0 + 4 * M, ()),
+    }
+    # adding again changes nothing
+    assert b.add_symbols({"AAA": None}, now_ms=now) == []
+
+
+def test_old_file_fetches_at_most_num_candles() -> None:
+    b = book(10)
+    fetches = b.add_symbols({"AAA": T0 - 1000 * M}, now_ms=T0 + 1000)
+    assert fetches == [
+        Fetch(symbol="AAA", first_open_ms=T0 - 10 * M, last_open_ms=T0 - M, reason="history")
+    ]
+
+
+def test_gap_of_any_length_fetches_exactly_the_missing_range_once() -> None:
+    b = book(1500)
+    b.add_symbols({"AAA": T0}, now_ms=T0 + M)
+    merge, fetches = b.on_klines("AAA", [T0 + 300 * M], source="ws", received=1.0)
+    assert merge is True
+    assert fetches == [
+        Fetch(symbol="AAA", first_open_ms=T0 + M, last_open_ms=T0 + 299 * M, reason="gap")
+    ]
+    assert b.symbols["AAA"] == SymbolState(
+        T0 + 300 * M, T0 + 300 * M, T0, ((T0 + M, T0 + 299 * M),)
+    )
+    # the next candle is contiguous: no fetch; a duplicate push is not merged
+    assert b.on_klines("AAA", [T0 + 301 * M], source="ws", received=2.0) == (True, [])
+    assert b.on_klines("AAA", [T0 + 301 * M], source="ws", received=3.0) == (False, [])
+    # a late WS candle inside the hole being fetched is merged, fetch not repeated
+    assert b.on_klines("AAA", [T0 + 5 * M], source="ws", received=3.0) == (True, [])
+    assert b.symbols["AAA"].inflight == ((T0 + M, T0 + 299 * M),)
+    # the REST refill lands
+    assert b.on_klines("AAA", [T0 + M, T0 + 2 * M], source="rest", received=4.0) == (True, [])
+    fetch = Fetch(symbol="AAA", first_open_ms=T0 + M, last_open_ms=T0 + 299 * M, reason="gap")
+    b.on_fetch_done(fetch, T0 + 299 * M)
+    assert b.symbols["AAA"] == SymbolState(T0 + 301 * M, T0 + 301 * M, T0, ())
+
+
+def test_overlapping_wants_are_split_around_inflight() -> None:
+    b = book(100)
+    b.add_symbols({"AAA": T0}, now_ms=T0 + M)
+    _, f1 = b.on_klines("AAA", [T0 + 10 * M], source="ws", received=0.0)
+    assert [(f.first_open_ms, f.last_open_ms) for f in f1] == [(T0 + M, T0 + 9 * M)]
+    # deadline for a later period while the gap fetch is in flight asks only for the rest
+    b.on_period_start(T0 + 13 * M)
+    fetches, report = b.on_deadline(T0 + 13 * M)
+    assert [(f.first_open_ms, f.last_open_ms, f.reason) for f in fetches] == [
+        (T0 + 11 * M, T0 + 12 * M, "deadline")
+    ]
+    assert report == PeriodReport(
+        run_time_ms=T0 + 13 * M,
+        complete=(),
+        missing=("AAA",),
+        deadline_passed=True,
+        last_received=None,
+    )
+    assert b.symbols["AAA"].inflight == ((T0 + M, T0 + 9 * M), (T0 + 11 * M, T0 + 12 * M))
+
+
+def test_period_completes_when_all_written() -> None:
+    b = book(10)
+    b.add_symbols({"AAA": T0, "BBB": T0}, now_ms=T0 + M)
+    run_time = T0 + 2 * M
+    assert b.on_period_start(run_time) == []
+    assert b.on_klines("AAA", [T0 + M], source="ws", received=10.0) == (True, [])
+    assert b.on_written("AAA", T0 + M) == []
+    assert b.periods[run_time].complete == {"AAA"}
+    assert b.on_klines("BBB", [T0 + M], source="ws", received=11.5) == (True, [])
+    assert b.on_written("BBB", T0 + M) == [
+        PeriodReport(
+            run_time_ms=run_time,
+            complete=("AAA", "BBB"),
+            missing=(),
+            deadline_passed=False,
+            last_received=11.5,
+        )
+    ]
+    # a second write does not re-report; the deadline finds nothing to fetch
+    assert b.on_written("BBB", T0 + M) == []
+    fetches, report = b.on_deadline(run_time)
+    assert fetches == []
+    assert report is not None
+    assert report.is_complete
+
+
+def test_deadline_fetches_late_symbol_and_late_completion_rereports() -> None:
+    b = book(10)
+    b.add_symbols({"AAA": T0, "BBB": T0}, now_ms=T0 + M)
+    run_time = T0 + 2 * M
+    b.on_period_start(run_time)
+    b.on_klines("AAA", [T0 + M], source="ws", received=1.0)
+    b.on_written("AAA", T0 + M)
+    fetches, report = b.on_deadline(run_time)
+    late = Fetch(symbol="BBB", first_open_ms=T0 + M, last_open_ms=T0 + M, reason="deadline")
+    assert fetches == [late]
+    assert report is not None
+    assert (report.complete, report.missing) == (("AAA",), ("BBB",))
+    b.on_klines("BBB", [T0 + M], source="rest", received=2.0)
+    b.on_fetch_done(late, T0 + M)
+    [again] = b.on_written("BBB", T0 + M)
+    assert (again.complete, again.missing, again.deadline_passed) == (("AAA", "BBB"), (), True)
+
+
+def test_symbol_removed_completes_period_and_drops_its_candles() -> None:
+    b = book(10)
+    b.add_symbols({"AAA": T0, "BBB": T0}, now_ms=T0 + M)
+    b.on_period_start(T0 + 2 * M)
+    b.on_written("AAA", T0 + M)
+    [report] = b.remove_symbol("BBB")
+    assert report.complete == ("AAA",)
+    assert report.missing == ()
+    assert b.on_klines("BBB", [T0 + M], source="ws", received=0.0) == (False, [])
+    assert set(b.symbols) == {"AAA"}
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda b: b.on_period_start(T0 + 1),
+        lambda b: b.on_klines("AAA", [T0 + 5], source="ws", received=0.0),
+        lambda b: b.on_klines("AAA", [], source="ws", received=0.0),
+        lambda b: b.remove_symbol("ZZZ"),
+        lambda b: b.on_fetch_done(
+            Fetch(symbol="AAA", first_open_ms=T0, last_open_ms=T0, reason="gap"), T0
+        ),
+        lambda b: b.on_period_start(T0),  # not after the last period
+    ],
+)
+def test_illegal_input_raises_and_leaves_state_unchanged(call: object) -> None:
+    b = book(10)
+    b.add_symbols({"AAA": T0}, now_ms=T0 + M)
+    b.on_period_start(T0 + M)
+    before = copy.deepcopy((b.symbols, b.periods))
+    with pytest.raises(BookError):
+        call(b)  # type: ignore[operator]
+    after = (b.symbols, b.periods)
+    assert after == before
+
+
+def test_rest_confirming_no_candle_moves_horizon_without_refetch_loop() -> None:
+    b = book(10)
+    b.add_symbols({"AAA": T0}, now_ms=T0 + M)
+    _, [gap] = b.on_klines("AAA", [T0 + 5 * M], source="ws", received=0.0)
+    # REST has nothing for the gap (a maintenance window): horizon stays, inflight cleared
+    b.on_fetch_done(gap, T0 + 4 * M)
+    assert b.symbols["AAA"] == SymbolState(T0 + 5 * M, T0 + 5 * M, T0, ())
+    # next candle contiguous: no new fetch
+    assert b.on_klines("AAA", [T0 + 6 * M], source="ws", received=0.0) == (True, [])
+
+
+def test_new_symbol_ws_before_history_asks_for_nothing_extra() -> None:
+    b = book(10)
+    [hist] = b.add_symbols({"NEW": None}, now_ms=T0 + 1000)
+    assert (hist.first_open_ms, hist.last_open_ms) == (T0 - 10 * M, T0 - M)
+    assert b.on_klines("NEW", [T0], source="ws", received=0.0) == (True, [])
+    b.on_fetch_done(hist, T0 - M)
+    assert b.symbols["NEW"] == SymbolState(T0, T0, None, ())
