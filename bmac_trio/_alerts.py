@@ -20,29 +20,33 @@ Config shapes (``config.json``)::
 
 An alert of kind ``k`` goes to the channel named ``k`` when one exists, else to ``error`` (the
 only channel BMAC used). A DingDing channel may carry ``base_url`` (default
-``https://oapi.dingtalk.com``) so that tests and proxies can receive it.
+``https://oapi.dingtalk.com``) so that tests and proxies can receive it. The sinks and the config
+shapes are in :mod:`bmac_trio._alert_sinks`.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
 import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Final, Literal, Protocol
-from urllib.parse import quote_plus
+from typing import Any, Final, Literal
 
 import httpx
 import orjson
 import trio
 
+from bmac_trio._alert_sinks import (
+    DEFAULT_CHANNEL,
+    DingDingSink,
+    Sink,
+    WebhookSink,
+    WeChatWorkSink,
+    channels_from_config,
+    dingding_sign,
+)
 from bmac_trio._clock import Clock
-from bmac_trio._errors import ConfigError
 
 __all__ = [
     "ALERT_KINDS",
@@ -74,118 +78,10 @@ ALERT_KINDS: Final[tuple[str, ...]] = (
     "ban",
     "reconnects",
 )
-DINGDING_BASE_URL: Final = "https://oapi.dingtalk.com"
-DEFAULT_CHANNEL: Final = "error"
 #: How many alerts may wait for the sender before new ones are dropped.
 QUEUE_SIZE: Final = 64
 #: Content DingDing and WeChat Work accept in one text message (bytes; both cap near 4-5 KB).
 MAX_TEXT: Final = 3800
-
-
-def dingding_sign(secret: str, timestamp_ms: int) -> str:
-    """DingDing's robot signature, as BMAC v2 computes it (reference §6.2).
-
-    ``quote_plus(base64(HMAC-SHA256(key=secret, msg=f"{timestamp}\\n{secret}")))``.
-    """
-    to_sign = f"{timestamp_ms}\n{secret}".encode()
-    digest = hmac.new(secret.encode(), to_sign, hashlib.sha256).digest()
-    return quote_plus(base64.b64encode(digest).decode())
-
-
-class Sink(Protocol):
-    """Where alerts go: builds the HTTP request for one message (pure, no I/O)."""
-
-    name: str
-
-    def request(self, kind: str, text: str, now_ms: int) -> tuple[str, bytes]:
-        """The URL to POST to and the JSON body."""
-        ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DingDingSink:
-    """A DingDing custom robot with a signing secret."""
-
-    access_token: str
-    secret: str
-    base_url: str = DINGDING_BASE_URL
-    name: str = "dingding"
-
-    def request(self, kind: str, text: str, now_ms: int) -> tuple[str, bytes]:
-        sign = dingding_sign(self.secret, now_ms)  # already URL-quoted, as DingDing expects
-        url = (
-            f"{self.base_url.rstrip('/')}/robot/send?access_token={quote_plus(self.access_token)}"
-            f"&timestamp={now_ms}&sign={sign}"
-        )
-        return url, orjson.dumps({"msgtype": "text", "text": {"content": text}})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WeChatWorkSink:
-    """A WeChat Work group robot (BMAC PR #8): the text plus the time, as BMAC sent it."""
-
-    webhook_url: str
-    name: str = "wechat_work"
-
-    def request(self, kind: str, text: str, now_ms: int) -> tuple[str, bytes]:
-        stamp = datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        body = {"msgtype": "text", "text": {"content": f"{text}\n{stamp}"}}
-        return self.webhook_url, orjson.dumps(body)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WebhookSink:
-    """A generic JSON webhook: ``{"source", "kind", "text", "time_ms", "time"}``."""
-
-    url: str
-    name: str = "webhook"
-
-    def request(self, kind: str, text: str, now_ms: int) -> tuple[str, bytes]:
-        stamp = datetime.fromtimestamp(now_ms / 1000, UTC).isoformat(timespec="milliseconds")
-        body = {"source": "bmac-trio", "kind": kind, "text": text, "time_ms": now_ms, "time": stamp}
-        return self.url, orjson.dumps(body)
-
-
-def _sink_from_channel(kind: str, channel: Mapping[str, Any], where: str) -> Sink:
-    try:
-        if kind == "dingding":
-            return DingDingSink(
-                access_token=str(channel["access_token"]),
-                secret=str(channel["secret"]),
-                base_url=str(channel.get("base_url") or channel.get("url") or DINGDING_BASE_URL),
-            )
-        if kind == "wechat_work":
-            return WeChatWorkSink(webhook_url=str(channel["webhook_url"]))
-        if kind == "webhook":
-            return WebhookSink(url=str(channel["url"]))
-    except KeyError as exc:
-        raise ConfigError(f"{where}: missing {exc.args[0]!r} for a {kind} channel") from None
-    raise ConfigError(f"{where}: unknown type {kind!r}; allowed: dingding, wechat_work, webhook")
-
-
-def _channels(
-    dingding: Mapping[str, Any] | None, msg_sender: Mapping[str, Any] | None
-) -> dict[str, list[Sink]]:
-    """Channel name -> sinks, from both config keys."""
-    out: dict[str, list[Sink]] = {}
-    for name, channel in (dingding or {}).items():
-        if isinstance(channel, Mapping):
-            out.setdefault(name, []).append(_sink_from_channel("dingding", channel, "dingding"))
-    if msg_sender:
-        top_type = msg_sender.get("type")
-        flat = {k: v for k, v in msg_sender.items() if not isinstance(v, Mapping)}
-        if top_type == "webhook" and "url" in flat:
-            out.setdefault(DEFAULT_CHANNEL, []).append(
-                _sink_from_channel("webhook", flat, "msg_sender")
-            )
-        for name, channel in msg_sender.items():
-            if not isinstance(channel, Mapping):
-                continue
-            kind = channel.get("type", top_type)
-            out.setdefault(name, []).append(
-                _sink_from_channel(str(kind), channel, f"msg_sender.{name}")
-            )
-    return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -229,7 +125,6 @@ class _Bucket:
 class _Alert:
     kind: str
     text: str
-    at_ms: int
 
 
 @dataclass(eq=False)
@@ -253,22 +148,38 @@ class Alerter:
     def __post_init__(self) -> None:
         self._queued = self._sent = self._failed = self._suppressed = self._dropped = 0
         self._reconnects: deque[float] = deque()
-        self._send, self._receive = trio.open_memory_channel[_Alert](QUEUE_SIZE)
+        self._send, self._receive = trio.open_memory_channel[_Alert | None](QUEUE_SIZE)
         self._buckets: dict[str, _Bucket] = {}
 
     # --- called by the recorder -------------------------------------------------------------
 
     def notify(self, kind: AlertKind | str, text: str) -> None:
-        """Queue an alert; drops it (with a counted warning) when the queue is full or closed."""
-        self._queued += 1
+        """Queue an alert, or count it as suppressed when its kind is over the rate limit.
+
+        Never blocks and never raises: when the queue is full (the webhook is slow) or closed,
+        the alert is dropped with a counted warning.
+        """
+        bucket = self._bucket(kind)
+        if bucket.tokens >= 1 and not bucket.suppressed:
+            bucket.tokens -= 1
+            self._queued += 1
+            self._put(_Alert(kind, text), kind)
+            return
+        bucket.latest = text
+        bucket.suppressed += 1
+        self._suppressed += 1
+        if bucket.suppressed == 1:
+            self._put(None, kind)  # wake the sender: a summary is now due at the next token
+
+    def _put(self, alert: _Alert | None, kind: str) -> None:
         try:
-            self._send.send_nowait(_Alert(kind, text, self.clock.now_ms()))
+            self._send.send_nowait(alert)
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            if alert is None:
+                return  # the sender is busy or gone; it recomputes its deadline anyway
             self._dropped += 1
             if self._dropped == 1 or self._dropped % 100 == 0:
-                LOGGER.warning(
-                    "alert queue full: %d alerts dropped so far (%s)", self._dropped, kind
-                )
+                LOGGER.warning("alert queue full: %d dropped so far (%s)", self._dropped, kind)
 
     def note_reconnect(self, text: str) -> None:
         """Count a WebSocket reconnect; alert ``reconnects`` when they come too often."""
@@ -283,7 +194,7 @@ class Alerter:
             window.clear()
 
     def close(self) -> None:
-        """No more alerts: :meth:`run` sends what is queued and returns."""
+        """No more alerts: :meth:`run` sends what is queued, the summaries, and returns."""
         self._send.close()
 
     def statistics(self) -> AlerterStatistics:
@@ -299,15 +210,15 @@ class Alerter:
     # --- the sending task -------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Send queued alerts until :meth:`close`, then flush; never raises on send failures.
+        """Send queued alerts and due summaries until :meth:`close`; never raises on failures.
 
         Channels:
             Owns the receiving end of the alert queue.
 
         Cancellation:
-            On cancel, what is queued (including pending "suppressed" summaries) is still sent
-            in a shielded flush bounded by ``policy.flush_timeout`` real seconds, so the alert
-            about a crash that cancelled the recorder gets out.
+            On cancel (or close), what is queued and every pending "suppressed" summary is
+            still sent, in a shielded flush bounded by ``policy.flush_timeout`` real seconds,
+            so the alert about a crash that cancelled the recorder gets out.
         """
         task_status.started()
         with self._receive:
@@ -320,7 +231,7 @@ class Alerter:
                         except trio.EndOfChannel:
                             break
                     if alert is not None:
-                        await self._handle(alert)
+                        await self._deliver(alert.kind, alert.text)
                     await self._send_due_summaries()
             finally:
                 with trio.move_on_after(self.policy.flush_timeout, shield=True):
@@ -332,12 +243,14 @@ class Alerter:
                 alert = self._receive.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
-            await self._handle(alert)
+            if alert is not None:
+                await self._deliver(alert.kind, alert.text)
         # Whatever is still suppressed gets one last summary, ignoring the bucket: we are leaving.
         for kind, bucket in self._buckets.items():
             if bucket.suppressed:
-                await self._deliver(kind, self._summary(kind, bucket), self.clock.now_ms())
+                text = self._summary(kind, bucket)
                 bucket.suppressed = 0
+                await self._deliver(kind, text)
 
     def _bucket(self, kind: str) -> _Bucket:
         now = trio.current_time()
@@ -349,16 +262,6 @@ class Alerter:
             bucket.tokens = min(self.policy.burst, bucket.tokens + (now - bucket.stamp) * rate)
             bucket.stamp = now
         return bucket
-
-    async def _handle(self, alert: _Alert) -> None:
-        bucket = self._bucket(alert.kind)
-        if bucket.tokens >= 1 and not bucket.suppressed:
-            bucket.tokens -= 1
-            await self._deliver(alert.kind, alert.text, alert.at_ms)
-        else:
-            bucket.suppressed += 1
-            bucket.latest = alert.text
-            self._suppressed += 1
 
     def _next_summary_deadline(self) -> float:
         rate = self.policy.per_hour / 3600
@@ -375,13 +278,13 @@ class Alerter:
                     bucket.tokens -= 1
                     text = self._summary(kind, bucket)
                     bucket.suppressed = 0
-                    await self._deliver(kind, text, self.clock.now_ms())
+                    await self._deliver(kind, text)
 
     @staticmethod
     def _summary(kind: str, bucket: _Bucket) -> str:
         return f"{bucket.suppressed} more {kind} alerts suppressed; latest: {bucket.latest}"
 
-    async def _deliver(self, kind: str, text: str, at_ms: int) -> None:
+    async def _deliver(self, kind: str, text: str) -> None:
         sinks = self.channels.get(kind) or self.channels.get(DEFAULT_CHANNEL) or []
         content = f"[{self.prefix}] {kind}: {text}"
         if len(content.encode()) > MAX_TEXT:
@@ -457,7 +360,7 @@ def build_alerter(
     Raises:
         ConfigError: a channel lacks its keys or names an unknown type.
     """
-    channels = _channels(dingding, msg_sender)
+    channels = channels_from_config(dingding, msg_sender)
     if not any(channels.values()):
         return NullAlerter()
     return Alerter(channels, http, clock, policy or AlertPolicy(), prefix)

@@ -258,13 +258,13 @@ def assess(report: StatusReport | None, *, now_ms: int, max_age: float | None = 
     if age > limit:
         return Health(
             code=HealthCode.STALE,
-            reason=f"stale: the newest complete period ended {_ago(age)} ago (limit {_ago(limit)})",
+            reason=f"the newest complete period ended {_ago(age)} ago (limit {_ago(limit)})",
             age_seconds=age,
             max_age_seconds=limit,
         )
     return Health(
         code=HealthCode.OK,
-        reason=f"ok: the newest complete period ended {_ago(age)} ago",
+        reason=f"the newest complete period ended {_ago(age)} ago",
         age_seconds=age,
         max_age_seconds=limit,
     )
