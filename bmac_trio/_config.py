@@ -220,11 +220,16 @@ def parse_config(data: object, *, base_dir: Path, source: str = CONFIG_FILE) -> 
         )
     msg_sender = data.get("msg_sender")
     if msg_sender is not None:
-        ok = isinstance(msg_sender, dict) and msg_sender.get("type") in _MSG_SENDER_TYPES
+        # "type" at the top (PR #8's examples) or inside each channel (BMAC's report_error)
+        ok = isinstance(msg_sender, dict) and msg_sender.get("type", "") in {*_MSG_SENDER_TYPES, ""}
         if ok:
-            needed = _MSG_SENDER_TYPES[msg_sender["type"]]
             channels = {k: v for k, v in msg_sender.items() if k != "type"}
-            ok = bool(channels) and _valid_channels(channels, needed)
+            ok = bool(channels) and all(
+                isinstance(ch, dict)
+                and (kind := ch.get("type", msg_sender.get("type"))) in _MSG_SENDER_TYPES
+                and _valid_channels({name: ch}, _MSG_SENDER_TYPES[kind])
+                for name, ch in channels.items()
+            )
         if not ok:
             raise bad(
                 "msg_sender",

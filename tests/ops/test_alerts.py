@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
+import orjson
 import pytest
 import trio
 
 from bmac_trio._alerts import (
+    Alerter,
     AlertPolicy,
     NullAlerter,
     build_alerter,
     dingding_sign,
 )
 from bmac_trio._clock import TrioClock
+from bmac_trio._config import load_config
 from bmac_trio._errors import ConfigError
 
 from .conftest import ACCESS_TOKEN, SECRET, WebhookServer
@@ -279,3 +284,36 @@ async def test_bad_channel_config_is_a_config_error(
     async with httpx.AsyncClient() as http:
         with pytest.raises(ConfigError):
             build_alerter(dingding_cfg, msg_sender, http=http, clock=TrioClock(START_MS))
+
+
+@pytest.mark.parametrize(
+    ("alerts", "sink_type"),
+    [
+        ({"dingding": {"error": {"access_token": "t", "secret": "SECs"}}}, "DingDingSink"),
+        (
+            {"msg_sender": {"type": "dingding", "error": {"access_token": "t", "secret": "s"}}},
+            "DingDingSink",
+        ),
+        (
+            {"msg_sender": {"type": "wechat_work", "error": {"webhook_url": "https://h/x?key=k"}}},
+            "WeChatWorkSink",
+        ),
+        (
+            {"msg_sender": {"error": {"type": "wechat_work", "webhook_url": "https://h/x?key=k"}}},
+            "WeChatWorkSink",
+        ),
+        ({"msg_sender": {"type": "webhook", "error": {"url": "https://h/hook"}}}, "WebhookSink"),
+    ],
+)
+async def test_readme_alert_configs_pass_the_config_and_build_sinks(
+    tmp_path: Path, alerts: dict[str, object], sink_type: str
+) -> None:
+    # Every shape the README documents is accepted by config.json validation ...
+    config = {"interval": "5m", "trade_type": "usdt_perp", **alerts}
+    (tmp_path / "config.json").write_bytes(orjson.dumps(config))
+    cfg = load_config(tmp_path)
+    # ... and becomes an alerter whose "error" channel has the right sink.
+    async with httpx.AsyncClient() as http:
+        alerter = build_alerter(cfg.dingding, cfg.msg_sender, http=http, clock=TrioClock(START_MS))
+    assert isinstance(alerter, Alerter)
+    assert [type(s).__name__ for s in alerter.channels["error"]] == [sink_type]
