@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urlsplit
 
 import orjson
 
@@ -102,20 +102,37 @@ class WebhookSink:
 
 
 def _sink_from_channel(kind: str, channel: Mapping[str, Any], where: str) -> Sink:
+    sink: DingDingSink | WeChatWorkSink | WebhookSink
     try:
         if kind == "dingding":
-            return DingDingSink(
+            base = channel.get("base_url") or channel.get("url") or DINGDING_BASE_URL
+            sink = DingDingSink(
                 access_token=str(channel["access_token"]),
                 secret=str(channel["secret"]),
-                base_url=str(channel.get("base_url") or channel.get("url") or DINGDING_BASE_URL),
+                base_url=str(base),
             )
-        if kind == "wechat_work":
-            return WeChatWorkSink(webhook_url=str(channel["webhook_url"]))
-        if kind == "webhook":
-            return WebhookSink(url=str(channel["url"]))
+            url = sink.base_url
+        elif kind == "wechat_work":
+            sink = WeChatWorkSink(webhook_url=str(channel["webhook_url"]))
+            url = sink.webhook_url
+        elif kind == "webhook":
+            sink = WebhookSink(url=str(channel["url"]))
+            url = sink.url
+        else:
+            msg = f"{where}: unknown type {kind!r}; allowed: dingding, wechat_work, webhook"
+            raise ConfigError(msg)
     except KeyError as exc:
         raise ConfigError(f"{where}: missing {exc.args[0]!r} for a {kind} channel") from None
-    raise ConfigError(f"{where}: unknown type {kind!r}; allowed: dingding, wechat_work, webhook")
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # raises ValueError on a bad port
+    except ValueError:
+        valid = False
+    if not valid:
+        msg = f"{where}: bad URL {url!r} for a {kind} channel; expected http(s)://host/..."
+        raise ConfigError(msg)
+    return sink
 
 
 def channels_from_config(

@@ -300,9 +300,9 @@ class Alerter:
             with trio.fail_after(self.policy.send_timeout):
                 response = await self.http.post(url, content=body, headers=headers)
             ok = response.status_code < 400 and _accepted(response)
-        except (trio.TooSlowError, httpx.HTTPError) as exc:
+        except Exception as exc:  # whatever the webhook does (timeout included), recording goes on
             self._failed += 1
-            LOGGER.warning("alert to %s failed: %s", sink.name, type(exc).__name__)
+            LOGGER.warning("alert to %s failed: %s: %s", sink.name, type(exc).__name__, exc)
             return
         if ok:
             self._sent += 1

@@ -276,6 +276,8 @@ async def test_no_config_is_the_null_alerter() -> None:
         (None, {"type": "carrier_pigeon", "error": {"url": "http://x"}}),
         (None, {"type": "wechat_work", "error": {"url": "http://x"}}),
         ({"error": {"secret": "s"}}, None),
+        (None, {"type": "webhook", "error": {"url": "ftp://x/hook"}}),
+        (None, {"type": "webhook", "error": {"url": "http://h:99999/hook"}}),
     ],
 )
 async def test_bad_channel_config_is_a_config_error(
