@@ -1,0 +1,55 @@
+"""bmac_kit: turn the recorder's files into factors the moment a period closes.
+
+BMAC's consumer-kit API (same names, same meanings), so a BMAC script changes its imports and
+little else, running under trio::
+
+    import trio
+    from bmac_kit import (BmacAllMarketCalculator, CandleFileReader, next_run_time,
+                          sleep_until_run_time, convert_interval_to_timedelta)
+
+    async def main():
+        candles = CandleFileReader("~/usdt_perp_5m/usdt_perp_5m")
+        exginfo = CandleFileReader("~/usdt_perp_5m/exginfo_5m")
+        calc = BmacAllMarketCalculator(exginfo, candles, [("PctChg", 100), ("TrdNumMeanV1", 80)])
+        run_time = next_run_time("5m") - convert_interval_to_timedelta("5m")
+        while True:
+            df = await calc.calc_all_factors(run_time)   # polars; output="pandas" for BMAC's
+            ...
+            run_time = next_run_time("5m")
+            await sleep_until_run_time(run_time)
+
+    trio.run(main)
+"""
+
+from bmac_kit._calculators import (
+    AllMarketResult as AllMarketResult,
+    BmacAllMarketCalculator as BmacAllMarketCalculator,
+    BmacSingleSymbolCalculator as BmacSingleSymbolCalculator,
+)
+from bmac_kit._errors import PeriodNotReady as PeriodNotReady
+from bmac_kit._factors import FactorSpec as FactorSpec, to_bmac_pandas as to_bmac_pandas
+from bmac_kit._reader import CandleFileReader as CandleFileReader
+from bmac_kit._time import (
+    convert_interval_to_timedelta as convert_interval_to_timedelta,
+    get_default_clock as get_default_clock,
+    next_run_time as next_run_time,
+    now_time as now_time,
+    set_default_clock as set_default_clock,
+    sleep_until_run_time as sleep_until_run_time,
+)
+
+__all__ = [
+    "AllMarketResult",
+    "BmacAllMarketCalculator",
+    "BmacSingleSymbolCalculator",
+    "CandleFileReader",
+    "FactorSpec",
+    "PeriodNotReady",
+    "convert_interval_to_timedelta",
+    "get_default_clock",
+    "next_run_time",
+    "now_time",
+    "set_default_clock",
+    "sleep_until_run_time",
+    "to_bmac_pandas",
+]

@@ -1,0 +1,221 @@
+"""``CandleFileReader``: BMAC's read-only view of a candle (or exginfo) directory.
+
+It configures itself from the directory's ``bmac_meta.json`` (interval, time zone, save type,
+trade type), so ``CandleFileReader(dir)`` is enough; an explicit ``save_type`` is still accepted
+so BMAC scripts (``CandleFileReader(dir, 'parquet')``) run unchanged. Data is returned as polars
+frames; ``read_candle(symbol, pandas=True)`` gives BMAC's pandas shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import orjson
+import polars as pl
+
+from bmac_kit._time import RunTime, to_ms
+from bmac_trio._layout import (
+    DEFAULT_TIMEZONE,
+    EXTENSIONS,
+    META_FILE,
+    SaveType,
+    data_file,
+    manifest_path,
+    ready_file,
+    run_time_label,
+)
+from bmac_trio._symbols import check_symbol, is_safe_symbol
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["CandleFileReader", "read_frames"]
+
+LOGGER = logging.getLogger("bmac_kit.reader")
+_READ_ERRORS = (OSError, pl.exceptions.PolarsError)
+
+
+def _read_one(path: Path) -> pl.DataFrame:
+    if path.suffix == EXTENSIONS["feather"]:
+        return pl.read_ipc(path)
+    return pl.read_parquet(path)
+
+
+def read_frame(path: Path) -> pl.DataFrame:
+    """Read one file, retrying once: the recorder may replace it (``os.replace``) mid-read."""
+    try:
+        return _read_one(path)
+    except _READ_ERRORS:
+        LOGGER.debug("retrying read of %s", path)
+        return _read_one(path)
+
+
+def read_frames(paths: dict[str, Path]) -> pl.DataFrame:
+    """Read many files of one format into one frame with a ``symbol`` column.
+
+    One multi-file scan is several times faster than a loop of reads (polars reads the files
+    in parallel); if any file fails (replaced mid-read) each file is read alone, with a retry.
+    Symbols whose file has vanished (delisted and moved aside) are left out.
+    """
+    if not paths:
+        return pl.DataFrame()
+    symbols = list(paths)
+    files = [paths[s] for s in symbols]
+    scan = pl.scan_ipc if files[0].suffix == EXTENSIONS["feather"] else pl.scan_parquet
+    try:
+        frame = scan(files, glob=False, include_file_paths="_path").collect()
+    except _READ_ERRORS:
+        parts = []
+        for symbol, path in zip(symbols, files, strict=True):
+            try:
+                parts.append(read_frame(path).with_columns(symbol=pl.lit(symbol)))
+            except FileNotFoundError:
+                LOGGER.warning("%s vanished before it could be read", path)
+        return pl.concat(parts) if parts else pl.DataFrame()
+    by_path = pl.DataFrame(
+        {"_path": [str(p) for p in files], "symbol": symbols},
+        schema={"_path": pl.String, "symbol": pl.String},
+    )
+    return frame.join(by_path, on="_path", how="left", maintain_order="left").drop("_path")
+
+
+class CandleFileReader:
+    """Read-only access to one data directory (candles, or exginfo/funding).
+
+    Args:
+        dir: the candle directory (``<base>/usdt_perp_5m``) or the exginfo directory.
+        save_type: ``"parquet"`` or ``"feather"``; default from ``bmac_meta.json`` (the
+            exginfo directory always holds parquet).
+
+    Attributes:
+        meta: the parsed ``bmac_meta.json`` (empty when the directory has none yet).
+        interval: the interval name (``"5m"``) or None.
+        tz: the zone ready files and manifests are named in.
+    """
+
+    def __init__(self, dir: str | os.PathLike[str], save_type: SaveType | None = None) -> None:
+        self.dir = Path(dir)
+        self.meta: dict[str, Any] = self._load_meta()
+        if save_type is None:
+            is_exginfo = self.meta.get("exginfo_dir") == self.dir.name
+            save_type = "parquet" if is_exginfo else self.meta.get("save_type", "parquet")
+        if save_type not in EXTENSIONS:
+            msg = f"save_type must be one of {sorted(EXTENSIONS)}, got {save_type!r}"
+            raise ValueError(msg)
+        self.save_type: SaveType = save_type
+        self.interval: str | None = self.meta.get("interval")
+        self.trade_type: str | None = self.meta.get("trade_type")
+        self.tz = ZoneInfo(self.meta.get("timezone") or DEFAULT_TIMEZONE)
+
+    def _load_meta(self) -> dict[str, Any]:
+        try:
+            meta = orjson.loads((self.dir / META_FILE).read_bytes())
+        except FileNotFoundError:
+            return {}
+        return meta if isinstance(meta, dict) else {}
+
+    # --- BMAC's API -----------------------------------------------------------------------
+    def format_ready_file_path(self, symbol: str, run_time: RunTime) -> Path:
+        """``<dir>/<SYMBOL>_<YYYYmmdd_HHMMSS>.ready`` with the period end in :attr:`tz`."""
+        return ready_file(self.dir, check_symbol(symbol), to_ms(run_time, self.tz), self.tz)
+
+    def check_ready(self, symbol: str, run_time: RunTime) -> bool:
+        """Whether the symbol's file already includes the period ending at ``run_time``."""
+        return self.format_ready_file_path(symbol, run_time).exists()
+
+    def symbol_path(self, symbol: str) -> Path:
+        """The data file of ``symbol``."""
+        return data_file(self.dir, check_symbol(symbol), self.save_type)
+
+    def has_symbol(self, symbol: str) -> bool:
+        """Whether ``symbol`` has a data file."""
+        return is_safe_symbol(symbol) and self.symbol_path(symbol).exists()
+
+    def get_all_symbols(self) -> list[str]:
+        """Every symbol with a data file, sorted."""
+        ext = EXTENSIONS[self.save_type]
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return []
+        return sorted(
+            n[: -len(ext)] for n in names if n.endswith(ext) and is_safe_symbol(n[: -len(ext)])
+        )
+
+    def read_candle(self, symbol: str, *, pandas: bool = False) -> pl.DataFrame | pd.DataFrame:
+        """The symbol's file as a polars frame (``pandas=True``: BMAC's pandas frame).
+
+        Retries once if the file is replaced while being read.
+
+        Raises:
+            FileNotFoundError: the symbol has no file.
+        """
+        frame = read_frame(self.symbol_path(symbol))
+        if not pandas:
+            return frame
+        if "candle_end_time" in frame.columns:
+            return frame.to_pandas().set_index("candle_end_time")
+        return frame.to_pandas()
+
+    # --- what BMAC did not have -------------------------------------------------------------
+    def read_symbols(self, symbols: Iterable[str]) -> pl.DataFrame:
+        """Read several symbols at once into one frame with a ``symbol`` column."""
+        return read_frames({s: self.symbol_path(s) for s in symbols})
+
+    def run_time_label(self, run_time: RunTime) -> str:
+        """``YYYYmmdd_HHMMSS`` of ``run_time`` in :attr:`tz`."""
+        return run_time_label(to_ms(run_time, self.tz), self.tz)
+
+    def manifest_path(self, run_time: RunTime) -> Path:
+        """Path of the period manifest for ``run_time``."""
+        return manifest_path(self.dir, to_ms(run_time, self.tz), self.tz)
+
+    def read_manifest(self, run_time: RunTime) -> dict[str, Any] | None:
+        """The period manifest, or None while the recorder has not written it."""
+        try:
+            data = orjson.loads(self.manifest_path(run_time).read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def ready_symbols(self, run_time: RunTime) -> set[str]:
+        """Symbols whose data includes the period ending at ``run_time``: one directory scan.
+
+        A ready file naming a *later* period counts too (there is at most one per symbol, so
+        once the recorder has moved on, the older period's ready file is gone but its candle
+        is still in the file).
+        """
+        run_time_ms = to_ms(run_time, self.tz)
+        label_ms: dict[str, int | None] = {self.run_time_label(run_time_ms): run_time_ms}
+        ready = set()
+        try:
+            with os.scandir(self.dir) as entries:
+                names = [e.name for e in entries if e.name.endswith(".ready")]
+        except FileNotFoundError:
+            return ready
+        for name in names:
+            symbol, _, label = name[: -len(".ready")].rpartition("_")
+            symbol, _, day = symbol.rpartition("_")
+            label = f"{day}_{label}"
+            if label not in label_ms:
+                label_ms[label] = self._label_to_ms(label)
+            ms = label_ms[label]
+            if symbol and ms is not None and ms >= run_time_ms:
+                ready.add(symbol)
+        return ready
+
+    def _label_to_ms(self, label: str) -> int | None:
+        try:
+            when = datetime.strptime(label, "%Y%m%d_%H%M%S").replace(tzinfo=self.tz)
+        except ValueError:
+            return None
+        return to_ms(when)
+
+    def __repr__(self) -> str:
+        return f"CandleFileReader({str(self.dir)!r}, {self.save_type!r})"

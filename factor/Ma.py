@@ -1,0 +1,16 @@
+"""Ma: the simple moving average of the close over ``n`` candles.
+
+Ma_n[t] = mean(close[t - n + 1 .. t])
+"""
+
+import polars as pl
+
+from factor._signal import make_signal
+
+
+def expr(n: int) -> pl.Expr:
+    """The factor's polars expression for one symbol."""
+    return pl.col("close").rolling_mean(n)
+
+
+signal = make_signal(expr)

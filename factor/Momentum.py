@@ -1,0 +1,17 @@
+"""Momentum: the price change over ``n`` candles (classic MTM).
+
+Momentum_n[t] = close[t] - close[t - n]
+"""
+
+import polars as pl
+
+from factor._signal import make_signal
+
+
+def expr(n: int) -> pl.Expr:
+    """The factor's polars expression for one symbol."""
+    close = pl.col("close")
+    return close - close.shift(n)
+
+
+signal = make_signal(expr)

@@ -1,0 +1,17 @@
+"""PctChg: the return over ``n`` candles.
+
+PctChg_n[t] = close[t] / close[t - n] - 1
+"""
+
+import polars as pl
+
+from factor._signal import make_signal
+
+
+def expr(n: int) -> pl.Expr:
+    """The factor's polars expression for one symbol."""
+    close = pl.col("close")
+    return close / close.shift(n) - 1
+
+
+signal = make_signal(expr)

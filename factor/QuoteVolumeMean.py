@@ -1,0 +1,16 @@
+"""QuoteVolumeMean: the mean quote volume (turnover) per candle over ``n`` candles.
+
+QuoteVolumeMean_n[t] = mean(quote_volume[t - n + 1 .. t])
+"""
+
+import polars as pl
+
+from factor._signal import make_signal
+
+
+def expr(n: int) -> pl.Expr:
+    """The factor's polars expression for one symbol."""
+    return pl.col("quote_volume").rolling_mean(n)
+
+
+signal = make_signal(expr)

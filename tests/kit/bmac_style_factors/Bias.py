@@ -1,0 +1,7 @@
+def signal(*args):
+    df = args[0]
+    n = args[1]
+    factor_name = args[2]
+    ma = df["close"].rolling(n).mean()
+    df[factor_name] = df["close"] / ma - 1
+    return df

@@ -1,0 +1,227 @@
+"""The calculators on a synthetic data directory, on a fake clock (MockClock autojump).
+
+A late symbol is written by a concurrent task once the calculator has demonstrably processed
+the others (an event set from its progress hook), never after a sleep; a symbol that never
+arrives lets the 40 s deadline pass instantly under autojump.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+import trio
+from polars.testing import assert_frame_equal
+
+from bmac_kit import (
+    BmacAllMarketCalculator,
+    BmacSingleSymbolCalculator,
+    CandleFileReader,
+    PeriodNotReady,
+)
+from bmac_kit._factors import apply_single, load_factors
+from bmac_trio._clock import TrioClock
+
+T0 = 1_721_216_400_000
+CFGS = [("PctChg", 3), ("TrdNumMeanV1", 5), ("Rsi", 6)]
+DEADLINE = T0 + 40_000
+
+
+def _expected_last_row(frame: pl.DataFrame) -> dict:
+    return apply_single(frame, load_factors(CFGS)).row(-1, named=True)
+
+
+class ObservedReader(CandleFileReader):
+    """A candle reader that signals once the calculator has polled ``after`` times."""
+
+    def __init__(self, directory, after: int) -> None:
+        super().__init__(directory)
+        self.polls = 0
+        self.after = after
+        self.polled = trio.Event()
+
+    def read_manifest(self, run_time):
+        self.polls += 1
+        if self.polls == self.after:
+            trio.from_thread.run_sync(self.polled.set)
+        return super().read_manifest(run_time)
+
+
+async def test_single_symbol_ready(datadir, make_candles, autojump_clock) -> None:
+    frame = make_candles(40, end_ms=T0)
+    datadir.write_symbol("BTCUSDT", frame)
+    clock = TrioClock(start_ms=T0 + 500)
+    calc = BmacSingleSymbolCalculator(
+        "BTCUSDT", CandleFileReader(datadir.candles), CFGS, clock=clock
+    )
+    result = await calc.calc_factors(T0)
+    assert result.columns == [*frame.columns, "PctChg_3", "TrdNumMeanV1_5", "Rsi_6"]
+    assert result.height == 40
+    assert_frame_equal(result, apply_single(frame, load_factors(CFGS)))
+    assert clock.now_ms() < T0 + 1_000  # did not wait
+
+
+async def test_single_symbol_history_ends_at_run_time_and_pandas_shape(
+    datadir, make_candles, autojump_clock
+) -> None:
+    datadir.write_symbol("BTCUSDT", make_candles(40, end_ms=T0 + 300_000))  # already advanced
+    calc = BmacSingleSymbolCalculator(
+        "ETHUSDT",
+        CandleFileReader(datadir.candles),
+        CFGS,
+        output="pandas",
+        clock=TrioClock(start_ms=T0 + 400_000),
+    )
+    df = await calc.calc_factors(datetime(2024, 7, 17, 19, 40), symbol="BTCUSDT")  # naive = HK
+    assert df.index.name == "candle_end_time"
+    assert df.index[-1] == datetime(2024, 7, 17, 11, 40, tzinfo=UTC)
+    assert len(df) == 39
+    assert list(df.columns[-3:]) == ["PctChg_3", "TrdNumMeanV1_5", "Rsi_6"]
+
+
+async def test_single_symbol_late_then_ready(datadir, make_candles, autojump_clock) -> None:
+    frame = make_candles(40, end_ms=T0)
+    reader = ObservedReader(datadir.candles, after=3)
+    clock = TrioClock(start_ms=T0 - 10_000)
+    calc = BmacSingleSymbolCalculator("BTCUSDT", reader, CFGS, clock=clock)
+    async with trio.open_nursery() as nursery:
+
+        async def write_late() -> None:
+            await reader.polled.wait()  # the calculator is waiting and found nothing
+            datadir.write_symbol("BTCUSDT", frame)
+
+        nursery.start_soon(write_late)
+        result = await calc.calc_factors(T0)
+    assert reader.polls >= 4
+    assert result.row(-1, named=True) == _expected_last_row(frame)
+    assert T0 < clock.now_ms() < DEADLINE
+
+
+async def test_single_symbol_missing_raises_at_the_deadline(datadir, autojump_clock) -> None:
+    reader = ObservedReader(datadir.candles, after=0)
+    clock = TrioClock(start_ms=T0)
+    calc = BmacSingleSymbolCalculator("BTCUSDT", reader, CFGS, clock=clock)
+    with pytest.raises(PeriodNotReady, match="BTCUSDT not ready") as info:
+        await calc.calc_factors(T0)
+    assert isinstance(info.value, RuntimeError)  # what BMAC v1 raised
+    assert clock.now_ms() >= DEADLINE
+    # polled with backoff, not hundreds of times a second: at most ~10/s once backed off
+    assert reader.polls <= 40 * 10 + 10
+
+
+async def test_all_market_late_symbol_and_missing_one(
+    datadir, make_candles, autojump_clock
+) -> None:
+    symbols = ["AUSDT", "BUSDT", "CUSDT", "LATEUSDT", "GONEUSDT"]
+    frames = {s: make_candles(50 + i, end_ms=T0, seed=i) for i, s in enumerate(symbols)}
+    datadir.write_exginfo(symbols, T0)
+    for s in ["AUSDT", "BUSDT", "CUSDT"]:
+        datadir.write_symbol(s, frames[s])
+    datadir.write_symbol("GONEUSDT", make_candles(50, end_ms=T0 - 300_000))  # stale: not ready
+    batches: list[frozenset[str]] = []
+    first_batch = trio.Event()
+
+    def on_batch(batch: frozenset[str]) -> None:
+        batches.append(batch)
+        first_batch.set()
+
+    clock = TrioClock(start_ms=T0)
+    calc = BmacAllMarketCalculator(
+        CandleFileReader(datadir.exginfo),
+        CandleFileReader(datadir.candles),
+        CFGS,
+        clock=clock,
+        on_batch=on_batch,
+    )
+    late_written_at = []
+    async with trio.open_nursery() as nursery:
+
+        async def write_late() -> None:
+            await first_batch.wait()
+            datadir.write_symbol("LATEUSDT", frames["LATEUSDT"])
+            late_written_at.append(clock.now_ms())
+
+        nursery.start_soon(write_late)
+        result = await calc.calc_all_factors(T0)
+    assert batches == [frozenset({"AUSDT", "BUSDT", "CUSDT"}), frozenset({"LATEUSDT"})]
+    assert result.get_column("symbol").to_list() == ["AUSDT", "BUSDT", "CUSDT", "LATEUSDT"]
+    assert calc.missing == ("GONEUSDT",)
+    assert clock.now_ms() >= DEADLINE
+    assert late_written_at[0] < DEADLINE
+    for row in result.iter_rows(named=True):
+        symbol = row.pop("symbol")
+        assert row == _expected_last_row(frames[symbol])
+
+
+async def test_all_market_returns_on_final_manifest(datadir, make_candles, autojump_clock) -> None:
+    frames = {s: make_candles(30, end_ms=T0, seed=i) for i, s in enumerate(["AUSDT", "BUSDT"])}
+    for s, f in frames.items():
+        datadir.write_symbol(s, f, ready=False)  # only the manifest says they are complete
+    datadir.write_manifest(T0, complete=["AUSDT", "BUSDT"], missing=["CUSDT"], final=True)
+    clock = TrioClock(start_ms=T0 + 2_000)
+    calc = BmacAllMarketCalculator(None, CandleFileReader(datadir.candles), CFGS, clock=clock)
+    result = await calc.calc_all(T0)
+    assert result.frame.get_column("symbol").to_list() == ["AUSDT", "BUSDT"]
+    assert result.missing == ("CUSDT",)
+    assert clock.now_ms() == T0 + 2_000  # one poll, no waiting
+
+
+async def test_all_market_pandas_output_and_empty_period(
+    datadir, make_candles, autojump_clock
+) -> None:
+    datadir.write_symbol("AUSDT", make_candles(30, end_ms=T0))
+    datadir.write_exginfo(["AUSDT"], T0)
+    readers = CandleFileReader(datadir.exginfo), CandleFileReader(datadir.candles)
+    clock = TrioClock(start_ms=T0)
+    calc = BmacAllMarketCalculator(*readers, CFGS, clock=clock, output="pandas")
+    df = await calc.calc_all_factors(T0)
+    assert df.index.name == "symbol"
+    assert list(df.index) == ["AUSDT"]
+    assert "PctChg_3" in df.columns
+    empty = await calc.calc_all_factors(T0 + 300_000)  # nothing ready for the next period
+    assert len(empty) == 0
+    assert calc.missing == ("AUSDT",)
+    assert list(empty.columns[-3:]) == ["PctChg_3", "TrdNumMeanV1_5", "Rsi_6"]
+
+
+async def test_pandas_style_modules_in_calculators(
+    datadir, make_candles, bmac_style_package, autojump_clock
+) -> None:
+    frames = {s: make_candles(60, end_ms=T0, seed=i) for i, s in enumerate(["AUSDT", "BUSDT"])}
+    for s, f in frames.items():
+        datadir.write_symbol(s, f)
+    datadir.write_exginfo(frames, T0)
+    cfgs = [("PctChg", 3), ("TrdNumMeanV1", 5), ("Cci", 4)]
+    readers = CandleFileReader(datadir.exginfo), CandleFileReader(datadir.candles)
+    calc = BmacAllMarketCalculator(
+        *readers, cfgs, package=bmac_style_package, clock=TrioClock(start_ms=T0)
+    )
+    result = await calc.calc_all_factors(T0)
+    single = BmacSingleSymbolCalculator(
+        "AUSDT", readers[1], cfgs, package=bmac_style_package, clock=TrioClock(start_ms=T0)
+    )
+    history = await single.calc_factors(T0)
+    import bmac_style_factors.Cci
+    import bmac_style_factors.PctChg
+    import bmac_style_factors.TrdNumMeanV1
+
+    for symbol, frame in frames.items():
+        pdf = frame.to_pandas().set_index("candle_end_time")
+        pdf = bmac_style_factors.PctChg.signal(pdf, 3, "PctChg_3")
+        pdf = bmac_style_factors.TrdNumMeanV1.signal(pdf, 5, "TrdNumMeanV1_5")
+        pdf = bmac_style_factors.Cci.signal(pdf, 4, "Cci_4")
+        row = result.filter(pl.col("symbol") == symbol).row(0, named=True)
+        for column in ("PctChg_3", "TrdNumMeanV1_5", "Cci_4"):
+            assert row[column] == pytest.approx(pdf[column].iloc[-1], rel=1e-12)
+        if symbol == "AUSDT":
+            for column in ("PctChg_3", "TrdNumMeanV1_5", "Cci_4"):
+                got = history.get_column(column).to_numpy()
+                assert got == pytest.approx(pdf[column].to_numpy(), rel=1e-12, nan_ok=True)
+    # the pandas module and the polars module agree
+    polars_calc = BmacAllMarketCalculator(*readers, cfgs, clock=TrioClock(start_ms=T0))
+    polars_result = await polars_calc.calc_all_factors(T0)
+    for column in ("PctChg_3", "TrdNumMeanV1_5", "Cci_4"):
+        assert polars_result.get_column(column).to_list() == pytest.approx(
+            result.get_column(column).to_list(), rel=1e-9
+        )
