@@ -116,6 +116,8 @@ class Book:
         self.num_candles = num_candles
         self.symbols: dict[str, SymbolState] = {}
         self.periods: dict[int, _Period] = {}
+        #: When the newest merged copy of each recent candle arrived (monotonic seconds).
+        self.received_at: dict[int, float] = {}
 
     # --- symbols -------------------------------------------------------------------------------
 
@@ -176,13 +178,6 @@ class Book:
         if state is None:
             return False, []
         newest = max(open_times)
-        for run_time, period in self.periods.items():
-            if (
-                self.interval.add(run_time, -1) in open_times
-                and symbol in period.expected
-                and (period.last_received is None or received > period.last_received)
-            ):
-                period.last_received = received
         fetches: list[Fetch] = []
         if source == "ws":
             new = state.have_last is None or newest > state.have_last
@@ -197,6 +192,7 @@ class Book:
                 fetches = self._want(
                     symbol, state, (self.interval.add(ref, 1), self.interval.add(oldest, -1)), "gap"
                 )
+        self._note_received(open_times, received)
         if state.have_last is None or newest > state.have_last:
             state.have_last = newest
         if state.horizon is None or newest > state.horizon:
@@ -252,6 +248,7 @@ class Book:
             raise BookError(f"on_period_start: {run_time_ms} is not after the last period")
         candle = self.interval.add(run_time_ms, -1)
         period = _Period(expected=frozenset(self.symbols))
+        period.last_received = self.received_at.get(candle)
         period.complete = {
             s
             for s in period.expected
@@ -284,6 +281,17 @@ class Book:
         return fetches, self._report(run_time_ms, period)
 
     # --- internals -----------------------------------------------------------------------------
+
+    def _note_received(self, open_times: Sequence[int], received: float) -> None:
+        for t in set(open_times):
+            if received > self.received_at.get(t, float("-inf")):
+                self.received_at[t] = received
+            period = self.periods.get(self.interval.end(t))
+            if period is not None and period.last_received != self.received_at[t]:
+                period.last_received = self.received_at[t]
+        if len(self.received_at) > 4 * KEEP_PERIODS:
+            for t in sorted(self.received_at)[: -2 * KEEP_PERIODS]:
+                del self.received_at[t]
 
     def _tail_start(self, have: int | None, last_closed: int) -> int:
         if have is None:
