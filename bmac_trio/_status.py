@@ -10,10 +10,7 @@ timeout.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
-import tempfile
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -139,19 +136,13 @@ def write_status(base_dir: Path, report: StatusReport) -> None:
     """Replace the status file atomically (tempfile in the same dir, fsync, rename).
 
     Blocking: call it through ``trio.to_thread.run_sync``.
+
+    Raises:
+        StorageError: the disk refused; the previous status file is intact.
     """
-    path = status_path(base_dir)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(report.to_json())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    from bmac_trio._storage import write_bytes_atomic
+
+    write_bytes_atomic(status_path(base_dir), report.to_json())
 
 
 def read_status(base_dir: Path) -> StatusReport | None:
