@@ -1,0 +1,102 @@
+"""Faults on demand (``sim.faults``) and scripted market events (``sim.market_events``).
+
+Each applied fault is counted in ``sim.stats.faults`` by kind. Delays given to REST faults
+are real seconds (they model the network); silence is exchange time (it models the market).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bmac_trio._clock import Clock
+from bmac_trio.sim._exchange import Exchange
+from bmac_trio.sim._hub import Hub
+from bmac_trio.sim._stats import SimStats
+
+__all__ = ["Faults", "MarketEvents"]
+
+
+@dataclass(slots=True)
+class _RestFaults:
+    error_status: int = 500
+    errors: int = 0
+    slow_delay_s: float = 0.0
+    slow: int = 0
+    rate_limited: int = 0
+    retry_after_s: int = 1
+
+
+class Faults:
+    """Break things while the simulator runs."""
+
+    def __init__(self, hub: Hub, clock: Clock, stats: SimStats) -> None:
+        self._hub = hub
+        self._clock = clock
+        self._stats = stats
+        self.rest = _RestFaults()
+
+    def drop_connections(self, count: int | None = None) -> int:
+        """Close ``count`` WebSocket connections (None: all); returns how many."""
+        n = self._hub.drop(count)
+        self._stats.faults["drop"] += n
+        return n
+
+    def silence(self, exchange_seconds: float) -> None:
+        """Stay connected but send no frame for ``exchange_seconds`` from now."""
+        until = self._clock.now_ms() + int(exchange_seconds * 1000)
+        self._hub.silent_until = max(self._hub.silent_until, until)
+        self._hub._wake.set()
+        self._stats.faults["silence"] += 1
+
+    def send_malformed(self, n: int = 1, *, closing_only: bool = True) -> None:
+        """The next ``n`` kline frames (closing ones by default) are cut in half."""
+        self._hub.frame_faults.malformed += n
+        self._hub.frame_faults.closing_only = closing_only
+
+    def send_duplicates(self, n: int = 1, *, closing_only: bool = True) -> None:
+        """The next ``n`` kline frames are sent twice."""
+        self._hub.frame_faults.duplicates += n
+        self._hub.frame_faults.closing_only = closing_only
+
+    def send_out_of_order(self, n: int = 1, *, closing_only: bool = True) -> None:
+        """The next ``n`` kline frames are held back and sent after the connection's next."""
+        self._hub.frame_faults.out_of_order += n
+        self._hub.frame_faults.closing_only = closing_only
+
+    def rest_errors(self, status: int = 500, count: int = 1) -> None:
+        """The next ``count`` REST requests fail with ``status`` (500 or 503)."""
+        self.rest.error_status, self.rest.errors = status, self.rest.errors + count
+
+    def slow_rest(self, delay_s: float, count: int = 1) -> None:
+        """The next ``count`` REST requests are answered ``delay_s`` real seconds late."""
+        self.rest.slow_delay_s, self.rest.slow = delay_s, self.rest.slow + count
+
+    def rate_limit(self, count: int = 1, retry_after_s: int = 1) -> None:
+        """The next ``count`` REST requests get 429 (a request inside Retry-After: 418)."""
+        self.rest.rate_limited += count
+        self.rest.retry_after_s = retry_after_s
+
+
+class MarketEvents:
+    """Script the market's life while it runs (times are exchange epoch ms)."""
+
+    def __init__(self, ex: Exchange, hub: Hub) -> None:
+        self._ex = ex
+        self._hub = hub
+
+    def list_symbol(self, symbol: str, at_ms: int) -> None:
+        """List ``symbol`` at ``at_ms`` (a new symbol, or an existing one moved)."""
+        self._ex.list_symbol(symbol, at_ms)
+        self._hub._wake.set()
+
+    def delist_symbol(self, symbol: str, at_ms: int) -> None:
+        """Delist ``symbol`` at ``at_ms``."""
+        self._ex.delist_symbol(symbol, at_ms)
+
+    def set_delivery(self, symbol: str, at_ms: int) -> None:
+        """Move a delivery contract's expiry to ``at_ms``."""
+        self._ex.set_delivery(symbol, at_ms)
+
+    def maintenance(self, start_ms: int, end_ms: int) -> None:
+        """No candles and silent streams during ``[start_ms, end_ms)``."""
+        self._ex.add_maintenance(start_ms, end_ms)

@@ -1,0 +1,311 @@
+"""The WebSocket side of the simulator: connections, subscriptions and the kline publisher.
+
+One publisher task serves every connection. Per kline stream it pushes
+
+* the closing ``x:true`` event ``delay`` after the candle ends, where ``delay`` is a
+  deterministic 0.2-2.0 s of exchange time per (symbol, interval, open) and ``E`` = end +
+  delay; it is sent even when nothing traded, and never skipped by throttling;
+* ``x:false`` updates of the forming candle at the market's cadence (spot 2 s, 1 s for ``1s``;
+  futures 250 ms, only when the candle changed and not before its first trade), never for a
+  candle whose predecessor's closing event is still due.
+
+Throttling rule at high clock speed: intermediate updates of one stream are at least
+``min_real_update_s`` real seconds apart (default: the Binance cadence, e.g. 0.25 s), i.e. the
+exchange-time gap is ``max(cadence, min_real_update_s * speed)``; all streams of one cadence
+tick together. Silence (a fault or a maintenance window) suppresses every frame.
+
+Each connection has a bounded outgoing queue drained by its own writer; a client too slow
+to keep up is disconnected, like Binance does.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import orjson
+import trio
+
+from bmac_trio._clock import Clock
+from bmac_trio._intervals import Interval, parse_interval
+from bmac_trio._markets import Market
+from bmac_trio.sim._config import SimConfig
+from bmac_trio.sim._encode import kline_event
+from bmac_trio.sim._exchange import Exchange
+from bmac_trio.sim._hashing import symbol_key, unit
+from bmac_trio.sim._stats import SimStats
+from bmac_trio.sim._ws_protocol import ConnProtocol, KlineStream, parse_stream
+
+__all__ = ["Conn", "Hub"]
+
+
+@dataclass(eq=False, slots=True)
+class Conn:
+    """One accepted WebSocket connection."""
+
+    cid: int
+    proto: ConnProtocol
+    klines: bool
+    out: trio.MemorySendChannel[str]
+    opened_ms: int
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    close_code: int = 1000
+    close_reason: str = ""
+    held: list[str] = field(default_factory=list)
+
+    def _put(self, text: str) -> None:
+        try:
+            self.out.send_nowait(text)
+        except trio.WouldBlock:
+            self.kill(1008, "slow consumer")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    def deliver(self, text: str) -> None:
+        """Queue ``text``; frames held back for reordering follow it."""
+        self._put(text)
+        if self.held:
+            held, self.held = self.held, []
+            for h in held:
+                self._put(h)
+
+    def kill(self, code: int = 1000, reason: str = "") -> None:
+        """Close this connection from the server side."""
+        if not self.scope.cancel_called:
+            self.close_code, self.close_reason = code, reason
+        self.scope.cancel()
+
+
+@dataclass(eq=False, slots=True)
+class _Stream:
+    name: str
+    symbol: str
+    interval: str
+    iv: Interval
+    gap_ms: int
+    conns: dict[Conn, None] = field(default_factory=dict)
+    closed_upto: int = 0
+    last_key: tuple[int, int, int] | None = None
+
+
+@dataclass(slots=True)
+class _FrameFaults:
+    malformed: int = 0
+    duplicates: int = 0
+    out_of_order: int = 0
+    closing_only: bool = True
+
+
+class Hub:
+    """Connections, streams and the publisher loop (:meth:`run`)."""
+
+    def __init__(self, ex: Exchange, clock: Clock, cfg: SimConfig, stats: SimStats) -> None:
+        self.ex = ex
+        self.market: Market = ex.market
+        self.clock = clock
+        self.cfg = cfg
+        self.stats = stats
+        self.conns: dict[int, Conn] = {}
+        self.streams: dict[str, _Stream] = {}
+        self._heap: list[tuple[int, int, _Stream, int]] = []
+        self._seq = itertools.count()
+        self._cids = itertools.count(1)
+        self._ticks: dict[int, int] = {}
+        self._wake = trio.Event()
+        self.silent_until = 0
+        self.frame_faults = _FrameFaults()
+        self.max_streams = cfg.max_streams or self.market.max_streams_per_connection
+        self._key = symbol_key(cfg.seed, "closing-delay")
+
+    # ------------------------------------------------------------------- connections
+
+    def open_conn(
+        self, proto: ConnProtocol, klines: bool
+    ) -> tuple[Conn, trio.MemoryReceiveChannel[str]]:
+        """Register a connection; returns it and the receive end of its outgoing queue."""
+        send, recv = trio.open_memory_channel[str](self.cfg.send_queue_frames)
+        conn = Conn(next(self._cids), proto, klines, send, self.clock.now_ms())
+        self.conns[conn.cid] = conn
+        self.stats.ws_connections_opened += 1
+        return conn, recv
+
+    def close_conn(self, conn: Conn) -> None:
+        """Forget a connection and its subscriptions."""
+        if self.conns.pop(conn.cid, None) is None:
+            return
+        self.unsubscribe(conn, list(conn.proto.streams))
+        conn.out.close()
+        self.stats.ws_connections_closed += 1
+
+    def subscribe(self, conn: Conn, names: list[str]) -> None:
+        """Attach ``conn`` to kline streams (other stream kinds never carry data here)."""
+        now = self.clock.now_ms()
+        for name in names:
+            parsed = parse_stream(name, self.market)
+            if not isinstance(parsed, KlineStream):
+                continue
+            stream = self.streams.get(name)
+            if stream is None:
+                stream = self._new_stream(name, parsed, now)
+            stream.conns[conn] = None
+
+    def unsubscribe(self, conn: Conn, names: list[str]) -> None:
+        """Detach ``conn``; a stream nobody listens to is dropped."""
+        for name in names:
+            stream = self.streams.get(name)
+            if stream is None:
+                continue
+            stream.conns.pop(conn, None)
+            if not stream.conns:
+                del self.streams[name]
+
+    def _new_stream(self, name: str, parsed: KlineStream, now: int) -> _Stream:
+        iv = parse_interval(parsed.interval)
+        cadence = self.market.stream_update_ms(parsed.interval)
+        real_gap = self.cfg.min_real_update_s
+        if real_gap is None:
+            real_gap = cadence / 1000
+        gap = max(cadence, math.ceil(real_gap * 1000 * self.clock.speed))
+        stream = _Stream(name, parsed.symbol, parsed.interval, iv, gap)
+        self.streams[name] = stream
+        t = iv.floor(now)
+        prev = iv.add(t, -1)
+        stream.closed_upto = prev
+        if now < self.closing_due(stream, prev):
+            stream.closed_upto = iv.add(prev, -1)
+            self._schedule(stream, prev)
+        self._schedule(stream, t)
+        if gap not in self._ticks:
+            self._ticks[gap] = (now // gap + 1) * gap
+        self._wake.set()
+        return stream
+
+    def drop(self, count: int | None = None) -> int:
+        """Close ``count`` connections (oldest first; None = all); how many were closed."""
+        victims = sorted(self.conns.values(), key=lambda c: c.cid)
+        if count is not None:
+            victims = victims[:count]
+        for conn in victims:
+            conn.kill(1001, "dropped")
+        return len(victims)
+
+    # ------------------------------------------------------------------------ pushing
+
+    def closing_delay_ms(self, symbol: str, iv: Interval, open_ms: int) -> int:
+        """0.2-2.0 s, deterministic per symbol and period."""
+        return 200 + int(unit(self._key ^ symbol_key(self.cfg.seed, symbol), open_ms, iv.ms) * 1800)
+
+    def closing_due(self, stream: _Stream, open_ms: int) -> int:
+        """Exchange time of the closing push of the candle opening at ``open_ms``."""
+        return stream.iv.end(open_ms) + self.closing_delay_ms(stream.symbol, stream.iv, open_ms)
+
+    def _schedule(self, stream: _Stream, open_ms: int) -> None:
+        due = self.closing_due(stream, open_ms)
+        heapq.heappush(self._heap, (due, next(self._seq), stream, open_ms))
+
+    def silent(self, t_ms: int) -> bool:
+        """No frames at all during a silence fault or a maintenance window."""
+        return t_ms < self.silent_until or self.ex.in_maintenance(t_ms)
+
+    def _emit(self, stream: _Stream, event: dict, *, closing: bool) -> None:
+        targets = [c for c in stream.conns if c.klines]
+        if not targets:
+            return
+        raw = orjson.dumps(event).decode()
+        combined = f'{{"stream":"{stream.name}","data":{raw}}}'
+        ff = self.frame_faults
+        eligible = closing or not ff.closing_only
+        copies, hold = 1, False
+        if eligible and ff.malformed:
+            ff.malformed -= 1
+            self.stats.faults["malformed"] += 1
+            raw, combined = raw[: len(raw) // 2], combined[: len(combined) // 2]
+        elif eligible and ff.duplicates:
+            ff.duplicates -= 1
+            self.stats.faults["duplicate"] += 1
+            copies = 2
+        elif eligible and ff.out_of_order:
+            ff.out_of_order -= 1
+            self.stats.faults["out_of_order"] += 1
+            hold = True
+        for conn in targets:
+            text = combined if conn.proto.combined else raw
+            for _ in range(copies):
+                if hold:
+                    conn.held.append(text)
+                else:
+                    conn.deliver(text)
+        self.stats.ws_kline_events += 1
+        if closing:
+            self.stats.ws_closing_events += 1
+
+    def _fire_closings(self, now: int) -> None:
+        ex = self.ex
+        while self._heap and self._heap[0][0] <= now:
+            due, _, stream, open_ms = heapq.heappop(self._heap)
+            if self.streams.get(stream.name) is not stream:
+                continue
+            stream.closed_upto = max(stream.closed_upto, open_ms)
+            spec = ex.specs.get(stream.symbol)
+            nxt = stream.iv.add(open_ms, 1)
+            end = ex.end_ms(spec) if spec is not None else None
+            if end is None or nxt < end:
+                self._schedule(stream, nxt)
+            if spec is None or self.silent(due) or not ex.exists(spec, stream.iv, open_ms):
+                continue
+            candle = ex.model.closed_candle(spec, stream.iv, open_ms)
+            self._emit(stream, kline_event(spec, stream.interval, candle, due), closing=True)
+
+    def _update(self, stream: _Stream, now: int) -> None:
+        ex = self.ex
+        spec = ex.specs.get(stream.symbol)
+        if spec is None:
+            return
+        t = stream.iv.floor(now)
+        if stream.closed_upto < stream.iv.add(t, -1) or not ex.exists(spec, stream.iv, t):
+            return
+        if now < ex.onboard_ms(spec):
+            return
+        candle = ex.model.candle(spec, stream.iv, t, now)
+        if self.market.is_futures:
+            key = (t, candle.n, candle.c)
+            if candle.n == 0 or key == stream.last_key:
+                return
+            stream.last_key = key
+        self._emit(stream, kline_event(spec, stream.interval, candle, now), closing=False)
+
+    def _fire_updates(self, now: int) -> None:
+        due = [gap for gap, t in self._ticks.items() if t <= now]
+        if not due:
+            return
+        for gap in due:
+            self._ticks[gap] = (now // gap + 1) * gap
+        if self.silent(now):
+            return
+        for stream in list(self.streams.values()):
+            if stream.gap_ms in due:
+                self._update(stream, now)
+
+    def _next_due(self) -> int | None:
+        candidates = list(self._ticks.values())
+        if self._heap:
+            candidates.append(self._heap[0][0])
+        return min(candidates) if candidates else None
+
+    async def run(self) -> None:
+        """The publisher loop; runs until cancelled.
+
+        Cancellation: safe at any await; no state is left half-updated.
+        """
+        while True:
+            now = self.clock.now_ms()
+            self._fire_closings(now)
+            self._fire_updates(now)
+            nxt = self._next_due()
+            delay = math.inf if nxt is None else self.clock.to_real(max(0, nxt - now) / 1000)
+            with trio.move_on_after(delay):
+                await self._wake.wait()
+            if self._wake.is_set():
+                self._wake = trio.Event()

@@ -1,0 +1,183 @@
+"""Deterministic market data: each candle is a pure function of (seed, symbol, interval, open).
+
+Nothing is stored. A symbol's price follows a continuous path ``P(t)`` built from seeded value
+noise at several time scales, so any candle can be computed on its own, lazily, in any order:
+
+* a candle opens at the previous candle's close and (unless it has no trade) closes at
+  ``P(close boundary)``, so consecutive candles chain exactly;
+* a zero-trade candle (never two in a row) has n=0, O=H=L=C=previous close, zero volumes and
+  f=L=-1, like Binance's;
+* the forming candle at time ``now`` is a prefix of the final one: trades, volumes and the
+  high/low reached so far, the latest price as close; at the end it equals the closed candle.
+
+Prices and quantities are integers in display units (see :mod:`._symbols`); trade ids grow by
+at most 20 per second of exchange time, so ids never overlap between candles of any interval.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+from bmac_trio._intervals import ALL_INTERVALS, Interval
+from bmac_trio.sim._hashing import mix, unit, unit_signed
+from bmac_trio.sim._symbols import SymbolSpec
+
+__all__ = ["Candle", "MarketModel"]
+
+#: (grid ms, amplitude of log price): a random-walk-like path from value noise.
+_SCALES = (
+    (5_000, 0.0003),
+    (60_000, 0.0010),
+    (900_000, 0.0035),
+    (14_400_000, 0.012),
+    (259_200_000, 0.045),
+    (2_592_000_000, 0.14),
+)
+_IDS_PER_SECOND = 20
+_ID_EPOCH_S = 1_000_000_000
+_INTERVAL_CODE = {name: i + 1 for i, name in enumerate(ALL_INTERVALS)}
+_SALT_ZERO, _SALT_N, _SALT_V, _SALT_UP, _SALT_DN, _SALT_TB, _SALT_PH, _SALT_PL = range(100, 108)
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    """One kline in display units (see :class:`SymbolSpec` for the decimals)."""
+
+    open_ms: int
+    close_ms: int
+    o: int
+    h: int
+    l: int  # noqa: E741 - Binance's name
+    c: int
+    v: int
+    q: int
+    n: int
+    vt: int
+    qt: int
+    first_id: int
+    last_id: int
+    closed: bool
+
+
+class MarketModel:
+    """Computes candles and prices for one seed; cheap to call repeatedly (bounded caches)."""
+
+    def __init__(self, seed: int, zero_trade_fraction: float = 0.03) -> None:
+        self.seed = seed
+        self.zero_trade_fraction = zero_trade_fraction
+        self._price = lru_cache(maxsize=200_000)(self._price_uncached)
+        self.closed_candle = lru_cache(maxsize=300_000)(self._closed_uncached)
+
+    # ------------------------------------------------------------------------------ prices
+
+    def _price_uncached(self, spec: SymbolSpec, t_ms: int) -> int:
+        key = spec.key ^ (self.seed * 0x9E3779B97F4A7C15)
+        x = 0.0
+        for j, (grid, amp) in enumerate(_SCALES):
+            i, rem = divmod(t_ms, grid)
+            a = unit_signed(key, j, i)
+            b = unit_signed(key, j, i + 1)
+            x += amp * (a + (b - a) * (rem / grid))
+        raw = spec.price0 * math.exp(x)
+        return max(spec.tick, round(raw / spec.tick) * spec.tick)
+
+    def price(self, spec: SymbolSpec, t_ms: int) -> int:
+        """The latest trade price at ``t_ms`` in display units (on the tick grid)."""
+        return self._price(spec, t_ms)
+
+    # ----------------------------------------------------------------------------- candles
+
+    def _u(self, spec: SymbolSpec, iv: Interval, open_ms: int, salt: int) -> float:
+        return unit(spec.key ^ self.seed, mix(_INTERVAL_CODE[iv.name] * 1_000_003 + salt), open_ms)
+
+    def _eligible_zero(self, spec: SymbolSpec, iv: Interval, open_ms: int) -> bool:
+        return self._u(spec, iv, open_ms, _SALT_ZERO) < self.zero_trade_fraction
+
+    def is_zero(self, spec: SymbolSpec, iv: Interval, open_ms: int) -> bool:
+        """Whether the candle has no trade (never two in a row, so the chain stays short)."""
+        return self._eligible_zero(spec, iv, open_ms) and not self._eligible_zero(
+            spec, iv, iv.add(open_ms, -1)
+        )
+
+    def open_price(self, spec: SymbolSpec, iv: Interval, open_ms: int) -> int:
+        """The previous candle's close."""
+        prev = iv.add(open_ms, -1)
+        if self.is_zero(spec, iv, prev):
+            return self._price(spec, prev)  # prev is zero, so prev-1 was not: its close
+        return self._price(spec, open_ms)
+
+    def _final_parts(self, spec: SymbolSpec, iv: Interval, t: int) -> tuple[int, ...]:
+        """(o, h, l, c, n, v, vt) of the closed candle at ``t``."""
+        o = self.open_price(spec, iv, t)
+        if self.is_zero(spec, iv, t):
+            return o, o, o, o, 0, 0, 0
+        end = iv.end(t)
+        c = self._price(spec, end)
+        length_s = (end - t) / 1000
+        tick = spec.tick
+        swing = spec.price0 * 0.0006 * math.sqrt(max(length_s, 1.0) / 60.0)
+        up = int(swing * self._u(spec, iv, t, _SALT_UP) ** 2 / tick) * tick
+        dn = int(swing * self._u(spec, iv, t, _SALT_DN) ** 2 / tick) * tick
+        h = max(o, c) + up
+        lo = max(tick, min(o, c) - dn)
+        budget = max(1, int(length_s * _IDS_PER_SECOND))
+        n = round(spec.trade_rate * length_s * (0.4 + 1.2 * self._u(spec, iv, t, _SALT_N)))
+        n = min(budget, max(1, n))
+        v = n * spec.trade_qty * (0.5 + self._u(spec, iv, t, _SALT_V))
+        v = max(spec.step, int(v / spec.step) * spec.step)
+        tb = 0.3 + 0.4 * self._u(spec, iv, t, _SALT_TB)
+        vt = int(v * tb / spec.step) * spec.step
+        return o, h, lo, c, n, v, vt
+
+    def _quote(self, spec: SymbolSpec, qty: int, vwap: int) -> int:
+        """Quote volume (COIN-M: base volume) in units of 10**-quote_dp."""
+        if spec.contract_size:
+            return qty * spec.contract_size * 10 ** (spec.quote_dp + spec.price_dp) // vwap
+        return qty * vwap * 10**spec.quote_dp // 10 ** (spec.qty_dp + spec.price_dp)
+
+    def _first_id(self, t: int) -> int:
+        return (t // 1000 - _ID_EPOCH_S) * _IDS_PER_SECOND + 1
+
+    def _closed_uncached(self, spec: SymbolSpec, iv: Interval, t: int) -> Candle:
+        o, h, lo, c, n, v, vt = self._final_parts(spec, iv, t)
+        close_ms = iv.close_time(t)
+        if n == 0:
+            return Candle(t, close_ms, o, o, o, o, 0, 0, 0, 0, 0, -1, -1, True)
+        vwap = (o + h + lo + c) // 4
+        f = self._first_id(t)
+        q, qt = self._quote(spec, v, vwap), self._quote(spec, vt, vwap)
+        return Candle(t, close_ms, o, h, lo, c, v, q, n, vt, qt, f, f + n - 1, True)
+
+    def candle(self, spec: SymbolSpec, iv: Interval, t: int, now_ms: int) -> Candle:
+        """The candle opening at ``t`` as seen at ``now_ms`` (forming if not yet closed)."""
+        end = iv.end(t)
+        if now_ms >= end:
+            return self.closed_candle(spec, iv, t)
+        final = self.closed_candle(spec, iv, t)
+        close_ms = final.close_ms
+        if final.n == 0 or now_ms < t:
+            o = final.o
+            return Candle(t, close_ms, o, o, o, o, 0, 0, 0, 0, 0, -1, -1, False)
+        phase = (now_ms - t) / (end - t)
+        n_p = int(final.n * phase)
+        if n_p == 0:
+            o = final.o
+            return Candle(t, close_ms, o, o, o, o, 0, 0, 0, 0, 0, -1, -1, False)
+        c = min(final.h, max(final.l, self._price(spec, now_ms)))
+        h = max(final.o, c)
+        lo = min(final.o, c)
+        if phase >= 0.1 + 0.8 * self._u(spec, iv, t, _SALT_PH):
+            h = final.h
+        if phase >= 0.1 + 0.8 * self._u(spec, iv, t, _SALT_PL):
+            lo = final.l
+        step = spec.step
+        v = max(step, final.v * n_p // final.n // step * step)
+        vt = final.vt * n_p // final.n // step * step
+        q = final.q * n_p // final.n
+        qt = final.qt * n_p // final.n
+        return Candle(
+            t, close_ms, final.o, h, lo, c, v, q, n_p, vt, qt,
+            final.first_id, final.first_id + n_p - 1, False,
+        )  # fmt: skip
