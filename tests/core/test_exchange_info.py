@@ -96,7 +96,7 @@ def test_cm_uses_contract_status_and_contract_size(binance_fixtures: Path) -> No
     assert len(deli.symbols) == 18
     keep = select_symbols(
         info,
-        TRADE_TYPES["coin_swap"] if "coin_swap" in TRADE_TYPES else TRADE_TYPES["coin_perp"],
+        TRADE_TYPES["coin_perp"],
         {"BTCUSD_PERP", "NOPE"},
     )
     assert [s.symbol for s in keep.symbols] == ["BTCUSD_PERP"]
