@@ -11,6 +11,7 @@ timeout.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -168,6 +169,14 @@ class StatusTracker:
         self.base_dir = Path(base_dir)
         self.report = report
         self._clock = clock
+        self._sources: list[Callable[[], Mapping[str, Any]]] = []
+
+    def watch(self, source: Callable[[], Mapping[str, Any]]) -> None:
+        """Merge ``source()`` into every snapshot, e.g. counters owned by other parts::
+
+        tracker.watch(lambda: {"connections_open": ws.open, "reconnects": ws.reconnects})
+        """
+        self._sources.append(source)
 
     def update(self, **changes: Any) -> None:
         """Set fields of the report (e.g. ``state="live"``, ``connections_open=3``)."""
@@ -198,8 +207,11 @@ class StatusTracker:
         self.update(last_error=text[:500], last_error_at_ms=self._clock.now_ms())
 
     def snapshot(self) -> StatusReport:
-        """The report stamped with the current time."""
-        self.update(updated_at_ms=self._clock.now_ms())
+        """The report stamped with the current time, with the watched sources merged in."""
+        changes: dict[str, Any] = {}
+        for source in self._sources:
+            changes.update(source())
+        self.update(**changes, updated_at_ms=self._clock.now_ms())
         return self.report
 
     async def save(self) -> None:
