@@ -1,4 +1,4 @@
-"""Optional Prometheus metrics (``pip install 'bmac-trio[metrics]'``, ``--metrics-port``).
+"""Optional Prometheus metrics (``pip install '.[metrics]'``, ``--metrics-port``).
 
 The recorder calls the same small set of methods on :class:`PrometheusMetrics` or on the no-op
 :class:`NullMetrics`, so it never checks whether metrics are on. ``prometheus_client`` is
@@ -82,7 +82,7 @@ class PrometheusMetrics:
         try:
             import prometheus_client as prom
         except ImportError:
-            msg = "--metrics-port needs prometheus_client: pip install 'bmac-trio[metrics]'"
+            msg = "--metrics-port needs prometheus-client: pip install prometheus-client"
             raise ConfigError(msg) from None
         self.prom = prom
         self.registry = prom.CollectorRegistry()
