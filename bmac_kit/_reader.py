@@ -18,6 +18,9 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import polars as pl
+import pyarrow as pa
+import pyarrow.ipc as pa_ipc
+import pyarrow.parquet as pq
 
 from bmac_kit._time import RunTime, to_ms
 from bmac_trio._layout import (
@@ -38,51 +41,69 @@ if TYPE_CHECKING:
 __all__ = ["CandleFileReader", "read_frames"]
 
 LOGGER = logging.getLogger("bmac_kit.reader")
-_READ_ERRORS = (OSError, pl.exceptions.PolarsError)
+_READ_ERRORS = (OSError, pl.exceptions.PolarsError, pa.ArrowException)
+
+
+def _parse(data: bytes, feather: bool) -> pl.DataFrame:
+    return pl.read_ipc(data) if feather else pl.read_parquet(data)
 
 
 def _read_one(path: Path) -> pl.DataFrame:
-    if path.suffix == EXTENSIONS["feather"]:
-        return pl.read_ipc(path)
-    return pl.read_parquet(path)
+    # One open, read from that handle: given a path, polars/pyarrow may open a file twice
+    # (footer, then pages) and mix two versions if the recorder replaces it in between.
+    return _parse(path.read_bytes(), path.suffix == EXTENSIONS["feather"])
 
 
 def read_frame(path: Path) -> pl.DataFrame:
-    """Read one file, retrying once: the recorder may replace it (``os.replace``) mid-read."""
+    """Read one file, retrying once if it is replaced or torn mid-read (BMAC v2 wrote in place).
+
+    Raises:
+        FileNotFoundError: there is no such file (not retried).
+    """
     try:
         return _read_one(path)
+    except FileNotFoundError:
+        raise
     except _READ_ERRORS:
         LOGGER.debug("retrying read of %s", path)
         return _read_one(path)
 
 
+def _read_many(paths: list[Path]) -> tuple[pl.DataFrame, list[int]]:
+    """All files parsed in one go (polars/pyarrow use every core); rows per file."""
+    blobs = [p.read_bytes() for p in paths]
+    if paths[0].suffix == EXTENSIONS["feather"]:
+        tables = [pa_ipc.open_file(pa.BufferReader(b)).read_all() for b in blobs]
+        frame = pl.from_arrow(pa.concat_tables(tables))
+        assert isinstance(frame, pl.DataFrame)
+        return frame, [t.num_rows for t in tables]
+    rows = [pq.read_metadata(pa.BufferReader(b)).num_rows for b in blobs]
+    return pl.scan_parquet(blobs).collect(), rows
+
+
 def read_frames(paths: dict[str, Path]) -> pl.DataFrame:
     """Read many files of one format into one frame with a ``symbol`` column.
 
-    One multi-file scan is several times faster than a loop of reads (polars reads the files
-    in parallel); if any file fails (replaced mid-read) each file is read alone, with a retry.
-    Symbols whose file has vanished (delisted and moved aside) are left out.
+    Parsing them together is several times faster than a loop of single reads. If any file
+    fails (torn, or vanished because the symbol was delisted and moved aside), each is read
+    alone with a retry, and vanished ones are left out.
     """
     if not paths:
         return pl.DataFrame()
     symbols = list(paths)
-    files = [paths[s] for s in symbols]
-    scan = pl.scan_ipc if files[0].suffix == EXTENSIONS["feather"] else pl.scan_parquet
     try:
-        frame = scan(files, glob=False, include_file_paths="_path").collect()
+        frame, rows = _read_many([paths[s] for s in symbols])
     except _READ_ERRORS:
         parts = []
-        for symbol, path in zip(symbols, files, strict=True):
+        for symbol in symbols:
             try:
-                parts.append(read_frame(path).with_columns(symbol=pl.lit(symbol)))
+                parts.append(read_frame(paths[symbol]).with_columns(symbol=pl.lit(symbol)))
             except FileNotFoundError:
-                LOGGER.warning("%s vanished before it could be read", path)
+                LOGGER.warning("%s vanished before it could be read", paths[symbol])
         return pl.concat(parts) if parts else pl.DataFrame()
-    by_path = pl.DataFrame(
-        {"_path": [str(p) for p in files], "symbol": symbols},
-        schema={"_path": pl.String, "symbol": pl.String},
-    )
-    return frame.join(by_path, on="_path", how="left", maintain_order="left").drop("_path")
+    ends = pl.Series(rows, dtype=pl.Int64).cum_sum()
+    owner = ends.search_sorted(pl.int_range(frame.height, eager=True), side="right")
+    return frame.with_columns(symbol=pl.Series(symbols, dtype=pl.String).gather(owner))
 
 
 class CandleFileReader:
@@ -103,7 +124,8 @@ class CandleFileReader:
         self.dir = Path(dir)
         self.meta: dict[str, Any] = self._load_meta()
         if save_type is None:
-            is_exginfo = self.meta.get("exginfo_dir") == self.dir.name
+            name = self.dir.name
+            is_exginfo = self.meta.get("exginfo_dir") == name or name.startswith("exginfo_")
             save_type = "parquet" if is_exginfo else self.meta.get("save_type", "parquet")
         if save_type not in EXTENSIONS:
             msg = f"save_type must be one of {sorted(EXTENSIONS)}, got {save_type!r}"

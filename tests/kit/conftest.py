@@ -1,8 +1,8 @@
 """Fixtures for the kit's tests: synthetic data directories written to the on-disk contract.
 
-``DataDir`` writes exactly what bmac_trio._layout specifies (meta, candle files, ready files,
-period manifests, exginfo); it uses the recorder's storage functions when they exist, so both
-sides are provably compatible.
+``DataDir`` writes through the recorder's own storage (bmac_trio._storage: atomic candle files,
+ready files, period manifests, exginfo, meta), so the kit is tested against exactly what the
+recorder writes.
 """
 
 from __future__ import annotations
@@ -14,22 +14,19 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import orjson
 import polars as pl
 import pytest
 
+from bmac_trio._intervals import parse_interval
 from bmac_trio._layout import (
     CANDLE_SCHEMA,
     DEFAULT_TIMEZONE,
     FORMAT_VERSION,
-    META_FILE,
+    SaveType,
     candle_dir,
-    data_file,
     exginfo_dir,
-    manifest_path,
-    ready_file,
-    run_time_label,
 )
+from bmac_trio._storage import CandleStore, ExginfoStore
 
 KIT_TESTS = Path(__file__).parent
 #: 2024-07-17 11:40 UTC, a 5m boundary (19:40 in Hong Kong).
@@ -72,12 +69,12 @@ def synthetic_candles(
 
 @dataclass
 class DataDir:
-    """A recorder-shaped data directory under ``base``."""
+    """A recorder-shaped data directory under ``base``, written by the recorder's storage."""
 
     base: Path
     trade_type: str = "usdt_perp"
     interval: str = "5m"
-    save_type: str = "parquet"
+    save_type: SaveType = "parquet"
     timezone: str = DEFAULT_TIMEZONE
 
     @property
@@ -92,6 +89,22 @@ class DataDir:
     def exginfo(self) -> Path:
         return exginfo_dir(self.base, self.interval)
 
+    @property
+    def store(self) -> CandleStore:
+        return CandleStore(
+            self.candles,
+            self.save_type,
+            self.tz,
+            1500,
+            parse_interval(self.interval),
+            trade_type=self.trade_type,
+            durable=False,
+        )
+
+    @property
+    def exginfo_store(self) -> ExginfoStore:
+        return ExginfoStore(self.exginfo, self.tz, durable=False)
+
     def write_meta(self) -> None:
         meta = {
             "format_version": FORMAT_VERSION,
@@ -104,22 +117,13 @@ class DataDir:
             "candle_dir": self.candles.name,
             "exginfo_dir": self.exginfo.name,
         }
-        for directory in (self.candles, self.exginfo):
-            directory.mkdir(parents=True, exist_ok=True)
-            (directory / META_FILE).write_bytes(orjson.dumps(meta))
+        self.store.write_meta(meta)
+        self.exginfo_store.write_meta(meta)
 
     def write_symbol(self, symbol: str, frame: pl.DataFrame, *, ready: bool = True) -> None:
-        """Write the candle file, then (BMAC order) replace the ready file."""
-        path = data_file(self.candles, symbol, self.save_type)  # type: ignore[arg-type]
-        if self.save_type == "parquet":
-            frame.write_parquet(path)
-        else:
-            frame.write_ipc(path)
-        for old in self.candles.glob(f"{symbol}_*.ready"):
-            old.unlink()
-        if ready:
-            end_ms = int(frame.get_column("candle_end_time").dt.epoch("ms").max())  # type: ignore[arg-type]
-            ready_file(self.candles, symbol, end_ms, self.tz).write_text("0")
+        """Write the candle file atomically, then renew its ready file (unless ``ready=False``)."""
+        end_ms = int(frame.get_column("candle_end_time").dt.epoch("ms").max())  # type: ignore[arg-type]
+        self.store.write(symbol, frame, end_ms if ready else None)
 
     def write_manifest(
         self,
@@ -129,21 +133,7 @@ class DataDir:
         *,
         final: bool = True,
     ) -> None:
-        path = manifest_path(self.candles, run_time_ms, self.tz)
-        path.parent.mkdir(exist_ok=True)
-        body = {
-            "format_version": FORMAT_VERSION,
-            "interval": self.interval,
-            "trade_type": self.trade_type,
-            "run_time": run_time_label(run_time_ms, self.tz),
-            "run_time_ms": run_time_ms,
-            "complete": sorted(complete),
-            "missing": sorted(missing),
-            "final": final,
-            "written_at_ms": run_time_ms,
-            "lag_ms": 0,
-        }
-        path.write_bytes(orjson.dumps(body))
+        self.store.write_manifest(run_time_ms, complete=complete, missing=missing, final=final)
 
     def write_exginfo(self, symbols: Iterable[str], run_time_ms: int) -> None:
         symbols = sorted(symbols)
@@ -156,10 +146,7 @@ class DataDir:
                 "price_tick": ["0.01"] * len(symbols),
             }
         )
-        frame.write_parquet(self.exginfo / "exginfo.pqt")
-        for old in self.exginfo.glob("exginfo_*.ready"):
-            old.unlink()
-        ready_file(self.exginfo, "exginfo", run_time_ms, self.tz).write_text("0")
+        self.exginfo_store.write_exginfo(frame, run_time_ms)
 
 
 @pytest.fixture
