@@ -11,6 +11,11 @@ PURE_MODULES = [
     "bmac_trio._markets",
     "bmac_trio._symbols",
     "bmac_trio._layout",
+    "bmac_trio._config",
+    "bmac_trio._protocol",
+    "bmac_trio._exchange_info",
+    "bmac_trio._planner",
+    "bmac_trio._weights",
 ]
 
 
