@@ -86,13 +86,12 @@ def selection_message(info: ExchangeInfo, config: Config, run_time_ms: int) -> S
     from bmac_trio._exchange_info import exginfo_frame, select_symbols
 
     selection = select_symbols(info, config.trade_type, config.keep_symbols)
-    for symbol, why in list(getattr(selection, "rejected", {}).items())[:20]:
-        log.debug("not recording %s: %s", symbol, why)
-    symbols = frozenset(selection.symbols)
+    for symbol, why in selection.rejected[:20]:
+        log.warning("not recording %r: %s", symbol, why)
     return SymbolsChanged(
         run_time_ms=run_time_ms,
-        symbols=symbols,
-        exginfo=exginfo_frame(info, selection),
+        symbols=frozenset(s.symbol for s in selection.symbols),
+        exginfo=exginfo_frame(selection.symbols),
     )
 
 

@@ -36,6 +36,7 @@ import math
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -91,6 +92,7 @@ class RecorderHandle:
     listeners: ListenerStats = field(default_factory=ListenerStats)
     rest: list[RestClient] = field(default_factory=list)
     restarts: int = 0
+    dispatcher: Dispatcher | None = None
     _changed: trio.Event = field(default_factory=trio.Event)
     _stop: Callable[[], None] | None = None
 
@@ -98,6 +100,11 @@ class RecorderHandle:
     def weight_spent(self) -> int:
         """Request weight spent by this recorder, over every live phase."""
         return sum(r.weight_spent for r in self.rest)
+
+    @property
+    def symbols(self) -> frozenset[str]:
+        """The symbols being recorded now."""
+        return frozenset() if self.dispatcher is None else frozenset(self.dispatcher.book.symbols)
 
     def poke(self) -> None:
         """Wake :meth:`wait_until` callers."""
@@ -305,6 +312,7 @@ async def _live(
         stats=handle.stats,
         on_change=handle.poke,
     )
+    handle.dispatcher = dispatcher
     settings = WsSettings(
         market=config.market,
         interval=interval,
@@ -316,7 +324,7 @@ async def _live(
         probe_timeout_s=options.ws_probe_timeout_s,
     )
     async with trio.open_nursery() as nursery:
-        await nursery.start(run_dispatcher, inbox=inbox_recv, dispatcher=dispatcher)
+        await nursery.start(partial(run_dispatcher, inbox=inbox_recv, dispatcher=dispatcher))
         with inbox_send:
             async with trio.open_nursery() as producers:
                 with stopper.guard(producers.cancel_scope), fetch_recv:
