@@ -80,3 +80,34 @@ def test_release_and_limits() -> None:
     assert small.reserve(10, M) == 0
     with pytest.raises(ValueError, match="positive"):
         WeightBudget(0)
+
+
+def test_callers_that_do_not_name_the_reservation() -> None:
+    budget = WeightBudget(100)
+    assert budget.reserve(2, M) == 0
+    assert budget.reserve(5, M) == 0
+    budget.note_used(7, M + 10)  # answers the oldest call: weight 2
+    assert budget.stats()["in_flight"] == 5
+    budget.note_used(12, M + 20)
+    assert budget.stats()["in_flight"] == 0
+    assert budget.used == 12
+    # the budget keeps working across minutes when callers never release
+    for minute in range(1, 5):
+        now = M + minute * MINUTE_MS
+        assert budget.reserve(80, now) == 0
+        budget.note_used(80, now + 1)
+        assert budget.used == 80
+
+
+def test_forgotten_reservations_expire() -> None:
+    budget = WeightBudget(100)
+    assert budget.reserve(90, M) == 0
+    assert budget.reserve(1, M + MINUTE_MS) > 0  # still in flight
+    assert budget.reserve(90, M + 3 * MINUTE_MS) == 0  # the lost call is forgotten
+
+
+def test_assigning_limit_moves_the_cap() -> None:
+    budget = WeightBudget(2400)
+    budget.limit = 1000
+    assert (budget.limit, budget.cap) == (1000, 900)
+    assert budget.stats()["limit"] == 1000
