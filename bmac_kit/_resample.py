@@ -71,14 +71,15 @@ def resample_hourly(frame: pl.LazyFrame | pl.DataFrame, offset: int) -> pl.LazyF
             pl.col("high").max(),
             pl.col("low").min(),
             pl.col("close").last(),
-            *(pl.col(c).sum() for c in _SUMMED),
-            _bars=pl.len(),
+            pl.col(*_SUMMED),  # summed below, in row order: a group_by sum is not
+            _bars=pl.len(),  # deterministic (partial sums combine in any order)
         )
         .filter(
             (pl.col("_bars") == BARS_PER_HOUR)
             & (pl.col("candle_begin_time").dt.epoch("ms") == pl.col("_window"))
             & (pl.col("candle_end_time").dt.epoch("ms") == pl.col("_window") + HOUR_MS)
         )
+        .with_columns(pl.col(*_SUMMED).list.sum())
         .select("symbol", *CANDLE_COLUMNS)
         .sort("symbol", "candle_begin_time")
     )

@@ -1,0 +1,59 @@
+"""``bmac-trio hourly``: the all-offset hourly job from the command line (thin)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from functools import partial
+from pathlib import Path
+
+__all__ = ["hourly"]
+
+
+def hourly(
+    base_dir: Path,
+    /,
+    *,
+    out: Path | None = None,
+    live: bool = False,
+    clock: str | None = None,
+    expire_sec: float = 40.0,
+    periods: int | None = None,
+) -> int:
+    """1h candles for each of the 12 five-minute offsets, from a 5m data directory.
+
+    Writes <out or base_dir>/<trade_type>_1h_resample/<k>m/<SYMBOL>.<ext> (k = 0, 5, ..., 55),
+    full hours only (all twelve 5m candles present), merged into what is already there.
+
+    Args:
+        base_dir: the recorder's base directory (or its <trade_type>_5m directory).
+        out: where to write (default: base_dir).
+        live: keep running: after each 5m period lands, rebuild the offset whose hour closed.
+        clock: START_MS:SPEED:ANCHOR_UNIX to share a simulated clock (default: real time).
+        expire_sec: how long after a period end to wait for its data.
+        periods: with --live, stop after this many periods.
+    """
+    import trio
+
+    from bmac_kit._hourly import HourlyJob, run_hourly_live
+    from bmac_trio._clock import parse_clock_spec
+    from bmac_trio._errors import ConfigError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        job = HourlyJob.from_base(base_dir, out)
+        time_source = parse_clock_spec(clock)
+    except (ConfigError, ValueError) as exc:
+        print(f"bmac-trio hourly: {exc}", file=sys.stderr)
+        return 2
+    if not live:
+        report = job.run_once()
+        print(f"{report.symbols} symbols; files written per offset: {report.written}")
+        print(f"output: {job.out_dir}")
+        return 0
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(
+            partial(run_hourly_live, job, clock=time_source, expire_sec=expire_sec, periods=periods)
+        )
+    return 0
