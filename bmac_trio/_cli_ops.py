@@ -226,15 +226,60 @@ def _print_json(
     sys.stdout.flush()
 
 
-def demo(directory: Path | None = None, /, *, periods: int = 4) -> int:
-    """Run the simulator and the recorder together on an accelerated clock (a 2-minute tour).
+def demo(
+    directory: Path | None = None,
+    /,
+    *,
+    periods: int = 5,
+    symbols: int = 30,
+    candles: int = 1500,
+    speed: float = 30.0,
+) -> int:
+    """Watch bmac-trio work: a simulated exchange and the recorder, on a 30x clock.
+
+    Records into DIRECTORY (default ./bmac-demo): the history download, then PERIODS live
+    periods with their lag, then where the files are and how to read them with bmac_kit.
+    Nothing talks to the real Binance.
 
     Parameters
     ----------
     directory
-        Where to record (default ./bmac-demo).
+        Where to record (default ./bmac-demo). A previous demo's directory is cleared; any
+        other non-empty directory is refused.
     periods
         How many live periods to watch before stopping.
+    symbols
+        How many simulated USDⓈ-M perpetual symbols.
+    candles
+        Candles kept per symbol (num_candles).
+    speed
+        How many times faster than real time the exchange clock runs.
     """
-    print("bmac-trio demo: not available yet (the recorder is still being built)")
-    return 1
+    import logging
+
+    import trio
+
+    from bmac_trio._demo import DemoError, DemoOptions, prepare_directory, run_demo
+
+    if periods < 1 or symbols < 1 or candles < 1 or speed <= 0:
+        print("bmac-trio demo: periods, symbols and candles must be >= 1, speed > 0")
+        return 2
+    base = Path(directory if directory is not None else "bmac-demo").expanduser().absolute()
+    try:
+        prepare_directory(base)
+    except DemoError as exc:
+        print(f"bmac-trio demo: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+    for noisy in ("httpx", "hypercorn", "trio-websocket"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    options = DemoOptions(
+        directory=base, periods=periods, symbols=symbols, candles=candles, speed=speed
+    )
+    return trio.run(run_demo, options)
