@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from bmac_trio._intervals import ALL_INTERVALS, Interval
-from bmac_trio.sim._hashing import mix, unit, unit_signed
+from bmac_trio.sim._hashing import mix
 from bmac_trio.sim._symbols import SymbolSpec
 
 __all__ = ["Candle", "MarketModel"]
@@ -38,7 +38,10 @@ _SCALES = (
 _IDS_PER_SECOND = 20
 _ID_EPOCH_S = 1_000_000_000
 _INTERVAL_CODE = {name: i + 1 for i, name in enumerate(ALL_INTERVALS)}
-_SALT_ZERO, _SALT_N, _SALT_V, _SALT_UP, _SALT_DN, _SALT_TB, _SALT_PH, _SALT_PL = range(100, 108)
+_SALT_ZERO, _SALT_N, _SALT_V, _SALT_UP, _SALT_DN, _SALT_TB, _SALT_PH, _SALT_PL = range(8)
+_M64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+_INV63 = 1.0 / float(1 << 63)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,19 +70,34 @@ class MarketModel:
     def __init__(self, seed: int, zero_trade_fraction: float = 0.03) -> None:
         self.seed = seed
         self.zero_trade_fraction = zero_trade_fraction
+        self._grid_cache: dict[tuple[int, int, int], float] = {}
         self._price = lru_cache(maxsize=200_000)(self._price_uncached)
         self.closed_candle = lru_cache(maxsize=300_000)(self._closed_uncached)
 
     # ------------------------------------------------------------------------------ prices
 
+    def _grid(self, key: int, j: int, i: int) -> float:
+        """Value noise at grid point ``i`` of scale ``j``, in [-1, 1)."""
+        if j >= 2:
+            cache_key = (key, j, i)
+            v = self._grid_cache.get(cache_key)
+            if v is None:
+                if len(self._grid_cache) > 500_000:
+                    self._grid_cache.clear()
+                v = mix((key ^ (j << 56) ^ (i * _GOLDEN)) & _M64) * _INV63 - 1.0
+                self._grid_cache[cache_key] = v
+            return v
+        return mix((key ^ (j << 56) ^ (i * _GOLDEN)) & _M64) * _INV63 - 1.0
+
     def _price_uncached(self, spec: SymbolSpec, t_ms: int) -> int:
-        key = spec.key ^ (self.seed * 0x9E3779B97F4A7C15)
+        key = (spec.key ^ (self.seed * _GOLDEN)) & _M64
         x = 0.0
         for j, (grid, amp) in enumerate(_SCALES):
             i, rem = divmod(t_ms, grid)
-            a = unit_signed(key, j, i)
-            b = unit_signed(key, j, i + 1)
-            x += amp * (a + (b - a) * (rem / grid))
+            a = self._grid(key, j, i)
+            if rem:
+                a += (self._grid(key, j, i + 1) - a) * (rem / grid)
+            x += amp * a
         raw = spec.price0 * math.exp(x)
         return max(spec.tick, round(raw / spec.tick) * spec.tick)
 
@@ -89,11 +107,18 @@ class MarketModel:
 
     # ----------------------------------------------------------------------------- candles
 
-    def _u(self, spec: SymbolSpec, iv: Interval, open_ms: int, salt: int) -> float:
-        return unit(spec.key ^ self.seed, mix(_INTERVAL_CODE[iv.name] * 1_000_003 + salt), open_ms)
+    def _bits(self, spec: SymbolSpec, iv: Interval, open_ms: int) -> int:
+        """128 random bits for one candle (eight 16-bit fields)."""
+        base = (spec.key ^ (self.seed * _GOLDEN) ^ (_INTERVAL_CODE[iv.name] << 58)) & _M64
+        h1 = mix(base ^ ((open_ms * 0xD6E8FEB86659FD93) & _M64))
+        return h1 | (mix(h1 ^ 0xA0761D6478BD642F) << 64)
+
+    @staticmethod
+    def _field(bits: int, salt: int) -> float:
+        return ((bits >> (16 * salt)) & 0xFFFF) / 65536.0
 
     def _eligible_zero(self, spec: SymbolSpec, iv: Interval, open_ms: int) -> bool:
-        return self._u(spec, iv, open_ms, _SALT_ZERO) < self.zero_trade_fraction
+        return self._field(self._bits(spec, iv, open_ms), _SALT_ZERO) < self.zero_trade_fraction
 
     def is_zero(self, spec: SymbolSpec, iv: Interval, open_ms: int) -> bool:
         """Whether the candle has no trade (never two in a row, so the chain stays short)."""
@@ -108,6 +133,9 @@ class MarketModel:
             return self._price(spec, prev)  # prev is zero, so prev-1 was not: its close
         return self._price(spec, open_ms)
 
+    def _u(self, spec: SymbolSpec, iv: Interval, open_ms: int, salt: int) -> float:
+        return self._field(self._bits(spec, iv, open_ms), salt)
+
     def _final_parts(self, spec: SymbolSpec, iv: Interval, t: int) -> tuple[int, ...]:
         """(o, h, l, c, n, v, vt) of the closed candle at ``t``."""
         o = self.open_price(spec, iv, t)
@@ -117,17 +145,19 @@ class MarketModel:
         c = self._price(spec, end)
         length_s = (end - t) / 1000
         tick = spec.tick
+        bits = self._bits(spec, iv, t)
+        field = self._field
         swing = spec.price0 * 0.0006 * math.sqrt(max(length_s, 1.0) / 60.0)
-        up = int(swing * self._u(spec, iv, t, _SALT_UP) ** 2 / tick) * tick
-        dn = int(swing * self._u(spec, iv, t, _SALT_DN) ** 2 / tick) * tick
+        up = int(swing * field(bits, _SALT_UP) ** 2 / tick) * tick
+        dn = int(swing * field(bits, _SALT_DN) ** 2 / tick) * tick
         h = max(o, c) + up
         lo = max(tick, min(o, c) - dn)
         budget = max(1, int(length_s * _IDS_PER_SECOND))
-        n = round(spec.trade_rate * length_s * (0.4 + 1.2 * self._u(spec, iv, t, _SALT_N)))
+        n = round(spec.trade_rate * length_s * (0.4 + 1.2 * field(bits, _SALT_N)))
         n = min(budget, max(1, n))
-        v = n * spec.trade_qty * (0.5 + self._u(spec, iv, t, _SALT_V))
+        v = n * spec.trade_qty * (0.5 + field(bits, _SALT_V))
         v = max(spec.step, int(v / spec.step) * spec.step)
-        tb = 0.3 + 0.4 * self._u(spec, iv, t, _SALT_TB)
+        tb = 0.3 + 0.4 * field(bits, _SALT_TB)
         vt = int(v * tb / spec.step) * spec.step
         return o, h, lo, c, n, v, vt
 

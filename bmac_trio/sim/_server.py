@@ -79,7 +79,7 @@ def _hypercorn_config(cfg: SimConfig, clock: Clock, ping_s: float) -> HypercornC
     hc.bind = [f"{cfg.host}:{cfg.port}"]
     hc.accesslog = None
     hc.loglevel = "WARNING"
-    hc.graceful_timeout = 2.0
+    hc.graceful_timeout = 0.2
     hc.websocket_ping_interval = max(0.05, clock.to_real(ping_s))
     hc.keep_alive_timeout = 30.0
     return hc

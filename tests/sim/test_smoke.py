@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import httpx
 import trio
-import trio_websocket
 
 from bmac_trio._clock import TrioClock
 from bmac_trio.sim import SimConfig, open_simulator
 
-from .conftest import START_MS, get_json, ws_json
+from .conftest import START_MS, get_json, open_ws, ws_json
 
 
 async def test_rest_and_ws_agree_with_ground_truth() -> None:
@@ -19,7 +18,7 @@ async def test_rest_and_ws_agree_with_ground_truth() -> None:
             assert sim.rest_url.startswith("http://127.0.0.1:")
             assert "BTCUSDT" in sim.trading_symbols()
             url = sim.ws_url + "/market/stream?streams=btcusdt@kline_1m"
-            async with trio_websocket.open_websocket_url(url) as ws:
+            async with open_ws(url) as ws:
                 while True:
                     frame = await ws_json(ws)
                     if frame["data"]["k"]["x"]:
