@@ -2,12 +2,13 @@
 
 BMAC v2 sent one DingDing message per crash from inside the failing code path, retried for up
 to a minute, and (after PR #8) read the sender ``type`` from the wrong place so nothing was sent
-at all. Here the recorder only calls :meth:`Alerter.notify`, which never blocks: the message goes
-onto a bounded queue (dropped, counted and logged when full) and one task, :meth:`Alerter.run`,
-sends it. That task limits each kind of alert with a token bucket, so an outage sends a handful
-of messages and then one "N more suppressed" summary instead of thousands; every POST runs under
-a real-time deadline and a failure is logged, never raised, so a dead webhook cannot disturb the
-recording.
+at all. Here the recorder only calls :meth:`Alerter.notify`, which never blocks and never
+raises. It applies a per-kind token bucket at once (a handful at first, then a few an hour), so
+an outage's thousand alerts become a few messages plus one "N more suppressed" summary and never
+fill the queue; what may be sent goes onto a bounded queue (dropped, counted and logged if a
+slow webhook lets it fill). One task, :meth:`Alerter.run`, sends: every POST runs under a
+real-time deadline and any failure is logged and counted, never raised, so a dead webhook cannot
+disturb the recording.
 
 Config shapes (``config.json``)::
 

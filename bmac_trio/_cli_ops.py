@@ -11,7 +11,14 @@ from typing import Any
 import orjson
 
 from bmac_trio._clock import Clock, SystemClock, parse_clock_spec
-from bmac_trio._status import Health, HealthCode, StatusReport, _ago, assess, read_status
+from bmac_trio._status import (
+    Health,
+    HealthCode,
+    StatusReport,
+    assess,
+    format_age,
+    read_status,
+)
 
 __all__ = ["demo", "status"]
 
@@ -158,7 +165,7 @@ def _print_text(
         )
         rows.append(("data", config["data_dir"]))
     if report is not None:
-        up = _ago((report.updated_at_ms - report.started_at_ms) / 1000 / report.clock_speed)
+        up = format_age((report.updated_at_ms - report.started_at_ms) / 1000 / report.clock_speed)
         alive = {True: "running", False: "not running", None: "unknown"}[running]
         speed = f", clock {report.clock_speed:g}x" if report.clock_speed != 1 else ""
         rows.append(("recorder", f"{alive} (pid {report.pid}), {report.state}, up {up}{speed}"))
@@ -169,7 +176,7 @@ def _print_text(
                 (
                     "last period",
                     f"{_utc(report.last_period_ms)} ({report.last_period_label}), {lag_text}, "
-                    f"ended {_ago((now_ms - report.last_period_ms) / 1000)} ago",
+                    f"ended {format_age((now_ms - report.last_period_ms) / 1000)} ago",
                 )
             )
             missing = report.symbols_missing

@@ -28,6 +28,8 @@ __all__ = [
     "StatusReport",
     "StatusTracker",
     "assess",
+    "default_max_age",
+    "format_age",
     "read_status",
     "status_path",
     "write_status",
@@ -261,20 +263,23 @@ def assess(report: StatusReport | None, *, now_ms: int, max_age: float | None = 
     if age > limit:
         return Health(
             code=HealthCode.STALE,
-            reason=f"the newest complete period ended {_ago(age)} ago (limit {_ago(limit)})",
+            reason=(
+                f"the newest complete period ended {format_age(age)} ago "
+                f"(limit {format_age(limit)})"
+            ),
             age_seconds=age,
             max_age_seconds=limit,
         )
     return Health(
         code=HealthCode.OK,
-        reason=f"the newest complete period ended {_ago(age)} ago",
+        reason=f"the newest complete period ended {format_age(age)} ago",
         age_seconds=age,
         max_age_seconds=limit,
     )
 
 
-def _ago(seconds: float) -> str:
-    """``42s``, ``5m12s``, ``3h05m``, ``2d04h``."""
+def format_age(seconds: float) -> str:
+    """A duration for people: ``42s``, ``5m12s``, ``3h05m``, ``2d04h``."""
     s = int(max(0.0, seconds))
     if s < 60:
         return f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
