@@ -359,31 +359,69 @@ def parse_klines(body: bytes | str, *, symbol: str, interval: Interval | str) ->
     if not isinstance(rows, list):
         raise _fail("klines body is not a list", rows)
     candles: list[Candle] = []
+    append = candles.append
     previous = -1
+    # fixed, epoch-aligned intervals get an inlined grid check; weeks and months the general one
+    step = iv.ms if iv.ms and iv.is_aligned(0) else 0
     for row in rows:
-        if not isinstance(row, list) or len(row) < 11:
-            raise _fail("kline row is not a list of 12 fields", row)
-        open_ms = _ms(row[0], "kline open time")
-        _check_grid(iv, open_ms, _ms(row[6], "kline close time"), f"{symbol} kline")
-        if open_ms <= previous:
-            raise _fail(f"{symbol} klines are not in strictly ascending order", open_ms)
-        previous = open_ms
-        candles.append(
+        try:
+            t, o, h, lo, c, v, close_t, q, n, vb, qb = row[:11]
+            if (
+                type(row) is not list
+                or type(t) is not int
+                or type(close_t) is not int
+                or type(n) is not int
+                or not previous < t < MAX_TIME_MS
+                or not 0 <= n < MAX_COUNT
+                or (step and (t % step or close_t != t + step - 1))
+                or (not step and close_t != iv.close_time(t))
+                or not (type(o) is type(h) is type(lo) is type(c) is str)
+                or not (type(v) is type(q) is type(vb) is type(qb) is str)
+            ):
+                raise ValueError
+            if not step and not iv.is_aligned(t):
+                raise ValueError
+            texts = (o, h, lo, c, v, q, vb, qb)
+            if max(map(len, texts)) > 64:
+                raise ValueError
+            values = tuple(map(float, texts))
+            if not sum(values) <= 8 * MAX_DECIMAL or min(values) < 0 or max(values) > MAX_DECIMAL:
+                raise ValueError  # NaN fails the first test, like inf
+        except (ValueError, TypeError):
+            _explain_bad_row(row, iv, symbol, previous)
+            raise _fail(f"{symbol} kline row is malformed", row) from None
+        previous = t
+        append(
             Candle(
                 symbol=symbol,
-                open_ms=open_ms,
-                open=_dec(row[1], "open"),
-                high=_dec(row[2], "high"),
-                low=_dec(row[3], "low"),
-                close=_dec(row[4], "close"),
-                volume=_dec(row[5], "volume"),
-                quote_volume=_dec(row[7], "quote volume"),
-                trade_num=float(_int(row[8], "trade count")),
-                taker_buy_base_asset_volume=_dec(row[9], "taker buy base volume"),
-                taker_buy_quote_asset_volume=_dec(row[10], "taker buy quote volume"),
+                open_ms=t,
+                open=values[0],
+                high=values[1],
+                low=values[2],
+                close=values[3],
+                volume=values[4],
+                quote_volume=values[5],
+                trade_num=float(n),
+                taker_buy_base_asset_volume=values[6],
+                taker_buy_quote_asset_volume=values[7],
             )
         )
     return candles
+
+
+def _explain_bad_row(row: object, iv: Interval, symbol: str, previous: int) -> None:
+    """Raise the precise RemoteProtocolError for a row the fast path refused."""
+    if not isinstance(row, list) or len(row) < 11:
+        raise _fail("kline row is not a list of 12 fields", row)
+    open_ms = _ms(row[0], "kline open time")
+    _check_grid(iv, open_ms, _ms(row[6], "kline close time"), f"{symbol} kline")
+    if open_ms <= previous:
+        raise _fail(f"{symbol} klines are not in strictly ascending order", open_ms)
+    for index, name in ((1, "open"), (2, "high"), (3, "low"), (4, "close"), (5, "volume"),
+                        (7, "quote volume"), (9, "taker buy base volume"),
+                        (10, "taker buy quote volume")):  # fmt: skip
+        _dec(row[index], name)
+    _int(row[8], "trade count")
 
 
 def closed_only(candles: Iterable[Candle], interval: Interval | str, now_ms: int) -> list[Candle]:
