@@ -32,7 +32,7 @@ from bmac_kit._factors import (
     load_factors,
     to_bmac_pandas,
 )
-from bmac_kit._reader import CandleFileReader, read_frame, read_frames
+from bmac_kit._reader import CandleFileReader, read_frame, read_market
 from bmac_kit._time import RunTime, from_ms, get_default_clock, to_ms
 from bmac_kit._waiting import PeriodWatcher, wait_for_period
 from bmac_trio._clock import Clock
@@ -193,8 +193,8 @@ class BmacAllMarketCalculator(BmacSingleSymbolCalculator):
 
     def _batch(self, symbols: frozenset[str], run_time_ms: int) -> pl.DataFrame:
         reader = self.candle_reader
-        frame = read_frames({s: reader.symbol_path(s) for s in sorted(symbols)})
-        return apply_all_market(frame, self._specs, run_time_ms)
+        market = read_market({s: reader.symbol_path(s) for s in sorted(symbols)})
+        return apply_all_market(market, self._specs, run_time_ms)
 
     async def calc_all(self, run_time: RunTime) -> AllMarketResult:
         """Like :meth:`calc_all_factors`, returning the frame with the missing symbols."""

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from bmac_kit._reader import MarketFrame
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -34,6 +36,8 @@ class FactorSpec:
     column: str
     expr: pl.Expr | None
     signal: Callable[..., Any] | None
+    #: Rows the newest value depends on (None: the whole history).
+    lookback: int | None = None
 
 
 def load_factors(
@@ -50,6 +54,7 @@ def load_factors(
         module = importlib.import_module(f"{package}.{name}")
         expr_fn = getattr(module, "expr", None)
         signal = getattr(module, "signal", None)
+        lookback = getattr(module, "lookback", None)
         if expr_fn is None and signal is None:
             msg = f"factor module {module.__name__} defines neither expr(n) nor signal(df, n, name)"
             raise TypeError(msg)
@@ -60,6 +65,7 @@ def load_factors(
                 column=f"{name}_{param}",
                 expr=expr_fn(param) if expr_fn is not None else None,
                 signal=None if expr_fn is not None else signal,
+                lookback=int(lookback(param)) if expr_fn and lookback else None,
             )
         )
     return tuple(specs)
@@ -90,38 +96,104 @@ def apply_single(frame: pl.DataFrame, specs: Sequence[FactorSpec]) -> pl.DataFra
     return result.select(*frame.columns, *(s.column for s in specs))
 
 
-def apply_all_market(
-    frame: pl.DataFrame, specs: Sequence[FactorSpec], run_time_ms: int
-) -> pl.DataFrame:
-    """The ``run_time`` row of every symbol in ``frame`` (which has a ``symbol`` column).
+def _ranges(starts: list[int], stops: list[int]) -> pl.Series:
+    """The row numbers ``start..stop`` of every symbol, concatenated."""
+    ranges = pl.int_ranges(pl.Series(starts, dtype=pl.Int64), pl.Series(stops, dtype=pl.Int64))
+    return pl.select(ranges.explode()).to_series().drop_nulls()
 
-    Polars factors are evaluated for all symbols in one lazy query (``.over("symbol")``);
-    pandas-style ones per symbol. Symbols whose file has no candle ending at ``run_time`` are
-    absent from the result (the caller reports them).
+
+def _until(market: MarketFrame, run_time_ms: int) -> MarketFrame:
+    """Each symbol's rows up to the candle ending at ``run_time``; symbols without it dropped."""
+    frame, rows = market.frame, market.rows
+    ends = [0] * len(rows)
+    total = 0
+    for i, n in enumerate(rows):
+        total += n
+        ends[i] = total
+    end_ms = frame.get_column("candle_end_time").dt.epoch("ms")
+    last = end_ms.gather([e - 1 for e, n in zip(ends, rows, strict=True) if n]).to_list()
+    it = iter(last)
+    keep_symbols, keep_rows, starts, stops = [], [], [], []
+    changed = False
+    for symbol, n, stop in zip(market.symbols, rows, ends, strict=True):
+        if not n:
+            continue
+        start, newest = stop - n, next(it)
+        if newest != run_time_ms:
+            changed = True
+            if newest < run_time_ms:
+                continue  # not ready for run_time: the caller reports it missing
+            pos = start + int(end_ms.slice(start, n).search_sorted(run_time_ms))
+            if pos >= stop or end_ms[pos] != run_time_ms:
+                continue
+            stop = pos + 1
+        keep_symbols.append(symbol)
+        keep_rows.append(stop - start)
+        starts.append(start)
+        stops.append(stop)
+    if not changed:
+        return market
+    return MarketFrame(frame.gather(_ranges(starts, stops)), keep_symbols, keep_rows)
+
+
+def _last_rows(rows: list[int]) -> list[int]:
+    out, total = [], 0
+    for n in rows:
+        total += n
+        out.append(total - 1)
+    return out
+
+
+def _tail(market: MarketFrame, keep: int) -> MarketFrame:
+    stops = [i + 1 for i in _last_rows(market.rows)]
+    starts = [stop - min(n, keep) for stop, n in zip(stops, market.rows, strict=True)]
+    rows = [min(n, keep) for n in market.rows]
+    return MarketFrame(market.frame.gather(_ranges(starts, stops)), market.symbols, rows)
+
+
+def _evaluate(market: MarketFrame, specs: Sequence[FactorSpec]) -> pl.DataFrame:
+    """The newest value of each polars factor for each symbol (one query, ``.over``)."""
+    exprs = [s.expr.over("_symbol").alias(s.column) for s in specs if s.expr is not None]
+    frame = market.frame.lazy().with_columns(_symbol=market.owner()).select(exprs).collect()
+    return frame.gather(_last_rows(market.rows))
+
+
+def apply_all_market(
+    market: MarketFrame, specs: Sequence[FactorSpec], run_time_ms: int
+) -> pl.DataFrame:
+    """The ``run_time`` row of every symbol, with one column per factor.
+
+    Polars factors are evaluated for all symbols at once (``.over(symbol)``), those with a
+    ``lookback`` on each symbol's last rows only; pandas-style ones per symbol on the whole
+    history, as BMAC did. Symbols whose file has no candle ending at ``run_time`` are absent
+    from the result (the caller reports them).
     """
-    if frame.is_empty():
-        return frame
-    run_time = pl.lit(run_time_ms).cast(pl.Datetime("ms", "UTC"))
-    exprs = [s.expr.over("symbol").alias(s.column) for s in specs if s.expr is not None]
-    lazy = frame.lazy()
-    if exprs:
-        lazy = lazy.with_columns(exprs)
-    candle_cols = [c for c in frame.columns if c != "symbol"]
-    result = lazy.filter(pl.col("candle_end_time") == run_time).collect()
+    market = _until(market, run_time_ms)
+    result = market.frame.gather(_last_rows(market.rows)).select(
+        pl.Series("symbol", market.symbols, dtype=pl.String), pl.all()
+    )
+    if not market.symbols:
+        return result.with_columns(pl.lit(None, pl.Float64).alias(s.column) for s in specs)
+    short = [s for s in specs if s.expr is not None and s.lookback is not None]
+    full = [s for s in specs if s.expr is not None and s.lookback is None]
+    if short:
+        keep = max(s.lookback for s in short if s.lookback is not None)
+        result = result.hstack(_evaluate(_tail(market, keep), short))
+    if full:
+        result = result.hstack(_evaluate(market, full))
     pandas_specs = [s for s in specs if s.signal is not None]
-    if pandas_specs and not result.is_empty():
-        rows = []
-        for (symbol,), part in frame.partition_by(
-            "symbol", as_dict=True, maintain_order=True
-        ).items():
-            part = part.filter(pl.col("candle_end_time") <= run_time)
-            columns = _pandas_columns(part, pandas_specs)
-            rows.append({"symbol": symbol} | {k: float(v[-1]) for k, v in columns.items()})
-        extra = pl.DataFrame(
-            rows, schema={"symbol": pl.String} | {s.column: pl.Float64 for s in pandas_specs}
+    if pandas_specs:
+        values: dict[str, list[float]] = {s.column: [] for s in pandas_specs}
+        start = 0
+        for n in market.rows:
+            part = market.frame.slice(start, n)
+            start += n
+            for column, array in _pandas_columns(part, pandas_specs).items():
+                values[column].append(float(array[-1]))
+        result = result.with_columns(
+            pl.Series(c, v, dtype=pl.Float64, nan_to_null=False) for c, v in values.items()
         )
-        result = result.join(extra, on="symbol", how="left", maintain_order="left")
-    return result.select("symbol", *candle_cols, *(s.column for s in specs))
+    return result.select("symbol", *market.frame.columns, *(s.column for s in specs))
 
 
 def to_bmac_pandas(frame: pl.DataFrame) -> pd.DataFrame:

@@ -17,4 +17,9 @@ def expr(n: int) -> pl.Expr:
     return tr.rolling_mean(n) / pl.col("close")
 
 
+def lookback(n: int) -> int:
+    """How many rows the newest value depends on."""
+    return n + 1
+
+
 signal = make_signal(expr)

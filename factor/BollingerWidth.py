@@ -15,4 +15,9 @@ def expr(n: int) -> pl.Expr:
     return 4 * close.rolling_std(n) / close.rolling_mean(n)
 
 
+def lookback(n: int) -> int:
+    """How many rows the newest value depends on."""
+    return n
+
+
 signal = make_signal(expr)

@@ -19,4 +19,9 @@ def expr(n: int) -> pl.Expr:
     return (tp - ma) / (0.015 * md)
 
 
+def lookback(n: int) -> int:
+    """How many rows the newest value depends on."""
+    return 2 * n - 1
+
+
 signal = make_signal(expr)

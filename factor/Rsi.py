@@ -18,4 +18,9 @@ def expr(n: int) -> pl.Expr:
     return 100 * up / (up + down)
 
 
+def lookback(n: int) -> int:
+    """How many rows the newest value depends on."""
+    return n + 1
+
+
 signal = make_signal(expr)

@@ -14,4 +14,9 @@ def expr(n: int) -> pl.Expr:
     return buy / pl.col("quote_volume").rolling_sum(n)
 
 
+def lookback(n: int) -> int:
+    """How many rows the newest value depends on."""
+    return n
+
+
 signal = make_signal(expr)

@@ -13,4 +13,9 @@ def expr(n: int) -> pl.Expr:
     return pl.col("trade_num").rolling_mean(n)
 
 
+def lookback(n: int) -> int:
+    """How many rows the newest value depends on."""
+    return n
+
+
 signal = make_signal(expr)

@@ -15,4 +15,9 @@ def expr(n: int) -> pl.Expr:
     return (close / close.shift(1) - 1).rolling_std(n)
 
 
+def lookback(n: int) -> int:
+    """How many rows the newest value depends on."""
+    return n + 1
+
+
 signal = make_signal(expr)

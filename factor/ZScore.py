@@ -14,4 +14,9 @@ def expr(n: int) -> pl.Expr:
     return (close - close.rolling_mean(n)) / close.rolling_std(n)
 
 
+def lookback(n: int) -> int:
+    """How many rows the newest value depends on."""
+    return n
+
+
 signal = make_signal(expr)

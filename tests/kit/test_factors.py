@@ -12,6 +12,7 @@ import pytest
 
 import factor
 from bmac_kit._factors import apply_all_market, apply_single, load_factors
+from bmac_kit._reader import MarketFrame
 
 Col = list[float]
 Out = list[float | None]
@@ -53,7 +54,7 @@ def _lift(f: Callable[..., float], *cols: Out) -> Out:
 
 
 def _shift(x: Col, n: int) -> Out:
-    return [None] * n + x[:-n]
+    return ([None] * n + x)[: len(x)]
 
 
 def direct(name: str, n: int, c: dict[str, Col]) -> Out:
@@ -143,15 +144,41 @@ def test_factor_equals_direct_computation(name: str, n: int, make_candles) -> No
 @pytest.mark.parametrize("name", FACTORS)
 def test_all_market_query_equals_per_symbol(name: str, make_candles) -> None:
     end = 1_721_216_400_000
-    parts = {s: make_candles(60 + i, end_ms=end, seed=i) for i, s in enumerate(["AUSDT", "BUSDT"])}
-    frame = pl.concat(f.with_columns(symbol=pl.lit(s)) for s, f in parts.items())
-    specs = load_factors([(name, 7)])
-    rows = apply_all_market(frame, specs, end)
-    assert rows.get_column("symbol").to_list() == ["AUSDT", "BUSDT"]
-    for symbol, part in parts.items():
+    parts = {
+        "AUSDT": make_candles(60, end_ms=end, seed=1),
+        "BUSDT": make_candles(61, end_ms=end + 600_000, seed=2),  # already two periods ahead
+        "CUSDT": make_candles(62, end_ms=end - 300_000, seed=3),  # not ready for this period
+        "DUSDT": make_candles(3, end_ms=end, seed=4),  # shorter than the windows
+    }
+    market = MarketFrame(pl.concat(parts.values()), list(parts), [f.height for f in parts.values()])
+    rows = apply_all_market(market, load_factors([(name, 7)]), end)
+    assert rows.get_column("symbol").to_list() == ["AUSDT", "BUSDT", "DUSDT"]
+    assert (rows.get_column("candle_end_time").dt.epoch("ms") == end).all()
+    for symbol in ("AUSDT", "BUSDT", "DUSDT"):
+        part = parts[symbol].filter(pl.col("candle_end_time").dt.epoch("ms") <= end)
         want = direct(name, 7, {c: part.get_column(c).to_list() for c in part.columns[2:]})[-1]
         got = rows.filter(pl.col("symbol") == symbol).item(0, f"{name}_7")
-        assert got == pytest.approx(want, rel=1e-9)
+        if want is None:
+            assert got is None
+        else:
+            assert got == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", FACTORS)
+@pytest.mark.parametrize("n", [2, 9])
+def test_lookback_is_enough_for_the_newest_value(name: str, n: int, make_candles) -> None:
+    module = importlib.import_module(f"factor.{name}")
+    if not hasattr(module, "lookback"):
+        assert name == "Ema"  # depends on every row: evaluated on the whole history
+        return
+    frame = make_candles(80, end_ms=1_721_216_400_000, seed=n)
+    full = frame.select(module.expr(n)).to_series()[-1]
+    tail = frame.tail(module.lookback(n)).select(module.expr(n)).to_series()[-1]
+    assert tail == pytest.approx(full, rel=1e-9)
+    shorter = frame.tail(module.lookback(n) - 1).select(module.expr(n)).to_series()[-1]
+    # and it is not larger than needed: one row fewer changes the value (except Atr here:
+    # the synthetic open is the previous close, so the true range never needs it)
+    assert name == "Atr" or shorter is None or shorter != pytest.approx(full, rel=1e-9)
 
 
 @pytest.mark.parametrize("name", FACTORS)
