@@ -370,3 +370,26 @@ def test_concurrent_reader_never_sees_a_torn_file(tmp_path: Path, save_type: str
         reads, torn = map(int, proc.stdout.readline().split())
     assert reads > 0
     assert torn == 0
+
+
+@pytest.mark.parametrize("save_type", ["parquet", "feather"])
+def test_disk_full_from_polars_is_a_storage_error(
+    tmp_path: Path, save_type: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    s = store(tmp_path, save_type)
+    old = frame(T0, 3, 1.0)
+    s.write("BTCUSDT", old, None)
+    name = "write_parquet" if save_type == "parquet" else "write_ipc"
+    original = getattr(pl.DataFrame, name)
+
+    def to_full_disk(self: pl.DataFrame, target: object, **kwargs: object) -> None:
+        original(self, "/dev/full", **kwargs)  # the kernel answers ENOSPC
+
+    monkeypatch.setattr(pl.DataFrame, name, to_full_disk)
+    with pytest.raises(StorageError, match=r"BTCUSDT.*No space left"):
+        s.write("BTCUSDT", frame(T0, 1000, 2.0), None)
+    monkeypatch.undo()
+    assert_frame_equal(s.read("BTCUSDT"), old)
+    assert [p.name for p in s.directory.iterdir() if p.name.endswith(".tmp")] == []
