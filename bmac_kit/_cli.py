@@ -23,11 +23,12 @@ def hourly(
 ) -> int:
     """1h candles for each of the 12 five-minute offsets, from a 5m data directory.
 
-    Writes <out or base_dir>/<trade_type>_1h_resample/<k>m/<SYMBOL>.<ext> (k = 0, 5, ..., 55),
-    full hours only (all twelve 5m candles present), merged into what is already there.
+    Writes OUT/TRADE_TYPE_1h_resample/Km/SYMBOL.pqt (or .fea) for K = 0, 5, ..., 55 (OUT
+    defaults to BASE_DIR), full hours only (all twelve 5m candles present), merged into what
+    is already there.
 
     Args:
-        base_dir: the recorder's base directory (or its <trade_type>_5m directory).
+        base_dir: the recorder's base directory (or its TRADE_TYPE_5m directory).
         out: where to write (default: base_dir).
         live: keep running: after each 5m period lands, rebuild the offset whose hour closed.
         clock: START_MS:SPEED:ANCHOR_UNIX to share a simulated clock (default: real time).

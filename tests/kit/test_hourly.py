@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from bmac_kit._hourly import HourlyJob, run_hourly_live
 from bmac_kit._resample import OFFSETS, offset_of, resample_hourly
 from bmac_trio._clock import TrioClock
 from bmac_trio._layout import CANDLE_COLUMNS
+from bmac_trio.cli import main
 
 T0 = 1_721_216_400_000  # 2024-07-17 11:40 UTC
 HOUR = 3_600_000
@@ -173,6 +175,13 @@ def test_cli_once_with_out_and_bad_base(datadir, make_candles, tmp_path, capsys)
     assert _files(tmp_path / "out" / "usdt_perp_1h_resample", 40) == ["AUSDT.fea"]
     assert hourly(tmp_path / "nothing") == 2
     assert "nothing" in capsys.readouterr().err
+    # registered as `bmac-trio hourly`, live on a simulated clock (600x) for one period
+    spec = f"{T0 - 2_000}:600:{time.time()!r}"
+    out = str(tmp_path / "live")
+    main(
+        ["hourly", str(datadir.candles), "--out", out, "--live", "--clock", spec, "--periods", "1"]
+    )
+    assert _files(tmp_path / "live" / "usdt_perp_1h_resample", 40) == ["AUSDT.fea"]
 
 
 async def test_live_updates_the_offset_whose_hour_closed(
