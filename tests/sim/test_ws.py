@@ -103,7 +103,9 @@ async def test_spot_accepts_string_and_null_ids() -> None:
 
 async def test_raw_and_combined_forms() -> None:
     with trio.fail_after(20):
-        async with running(START_MS + 1000, market="spot", symbols=4, min_real_update_s=0.05) as (
+        async with running(
+            START_MS + 1000, speed=10.0, market="spot", symbols=4, min_real_update_s=0.05
+        ) as (
             sim,
             _,
         ):
@@ -205,7 +207,7 @@ async def test_futures_updates_only_when_changed_and_after_first_trade() -> None
             url = sim.ws_url + "/market/stream?streams=btcusdt@kline_1m/sim001usdt@kline_1m"
             async with open_ws(url) as ws:
                 frames = []
-                with trio.move_on_after(2.5):
+                with trio.move_on_after(1.5):
                     while True:
                         frames.append(await next_kline(ws, closed=False))
             assert frames
