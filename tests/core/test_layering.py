@@ -12,6 +12,7 @@ PURE_MODULES = [
     "bmac_trio._symbols",
     "bmac_trio._layout",
     "bmac_trio._config",
+    "bmac_trio._candles",
     "bmac_trio._protocol",
     "bmac_trio._exchange_info",
     "bmac_trio._planner",
