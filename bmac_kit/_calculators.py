@@ -171,7 +171,8 @@ class BmacAllMarketCalculator(BmacSingleSymbolCalculator):
 
     def _exginfo_symbols(self, run_time_ms: int) -> frozenset[str] | None:
         reader = self.exginfo_reader
-        if reader is None or not reader.check_ready("exginfo", run_time_ms):
+        # exginfo_<label>.ready for this period, or a later one (the recorder moved on)
+        if reader is None or "exginfo" not in reader.ready_symbols(run_time_ms):
             return None
         return self._read_exginfo()
 

@@ -154,6 +154,23 @@ async def test_all_market_late_symbol_and_missing_one(
         assert row == _expected_last_row(frames[symbol])
 
 
+async def test_all_market_for_a_past_period(datadir, make_candles, autojump_clock) -> None:
+    """The recorder has moved on a period: older ready files are gone, the candles are not."""
+    frames = {s: make_candles(30, end_ms=T0 + 300_000, seed=i) for i, s in enumerate("AB")}
+    for s, f in frames.items():
+        datadir.write_symbol(f"{s}USDT", f)
+    datadir.write_exginfo(["AUSDT", "BUSDT"], T0 + 300_000)
+    clock = TrioClock(start_ms=T0 + 310_000)  # before this period's deadline
+    readers = CandleFileReader(datadir.exginfo), CandleFileReader(datadir.candles)
+    calc = BmacAllMarketCalculator(*readers, CFGS, clock=clock)
+    result = await calc.calc_all(T0)
+    assert result.missing == ()
+    assert clock.now_ms() == T0 + 310_000  # nothing to wait for
+    for row in result.frame.iter_rows(named=True):
+        frame = frames[row.pop("symbol")[0]].head(29)
+        assert row == _expected_last_row(frame)
+
+
 async def test_all_market_returns_on_final_manifest(datadir, make_candles, autojump_clock) -> None:
     frames = {s: make_candles(30, end_ms=T0, seed=i) for i, s in enumerate(["AUSDT", "BUSDT"])}
     for s, f in frames.items():
