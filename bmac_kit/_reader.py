@@ -108,7 +108,8 @@ def read_market(paths: dict[str, Path]) -> MarketFrame:
 
     Parsing them together is several times faster than a loop of single reads. If any file
     fails (torn, or vanished because the symbol was delisted and moved aside), each is read
-    alone with a retry, and vanished ones are left out.
+    alone with a retry, and the ones that vanished or stay unreadable are left out (and
+    logged), so one bad file costs one symbol, not the whole market.
     """
     symbols = list(paths)
     if not symbols:
@@ -122,6 +123,9 @@ def read_market(paths: dict[str, Path]) -> MarketFrame:
                 part = read_frame(paths[symbol])
             except FileNotFoundError:
                 LOGGER.warning("%s vanished before it could be read", paths[symbol])
+                continue
+            except _READ_ERRORS as exc:  # torn twice in a row, or corrupt: leave it out
+                LOGGER.error("%s is unreadable (%s); left out", paths[symbol], exc)
                 continue
             parts.append(part)
             found.append(symbol)

@@ -85,12 +85,17 @@ def test_read_retries_once_when_the_file_is_replaced_mid_read(
     assert len(calls) == 2
 
 
-def test_read_symbols_skips_a_vanished_file(datadir, make_candles) -> None:
+def test_read_symbols_skips_a_vanished_or_corrupt_file(datadir, make_candles) -> None:
     for i, s in enumerate(["AUSDT", "BUSDT"]):
         datadir.write_symbol(s, make_candles(10 + i, end_ms=T0, seed=i))
     reader = CandleFileReader(datadir.candles)
     both = reader.read_symbols(["AUSDT", "BUSDT"])
     assert both.group_by("symbol").len().sort("symbol").rows() == [("AUSDT", 10), ("BUSDT", 11)]
+    reader.symbol_path("AUSDT").write_bytes(b"PAR1 not a parquet file PAR1")  # corrupt
+    assert reader.read_symbols(["AUSDT", "BUSDT"]).get_column("symbol").unique().to_list() == [
+        "BUSDT"
+    ]
+    datadir.write_symbol("AUSDT", make_candles(10, end_ms=T0, seed=0))
     reader.symbol_path("BUSDT").unlink()
     assert reader.read_symbols(["AUSDT", "BUSDT"]).get_column("symbol").unique().to_list() == [
         "AUSDT"
