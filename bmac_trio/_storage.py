@@ -18,8 +18,9 @@ since the data still holds those candles.
 A :class:`CandleStore` may be used from several threads at once for *different* symbols
 (:meth:`CandleStore.write_many` does that); one symbol must not be written concurrently.
 
-Exchange info and funding live in :class:`ExginfoStore` (``exginfo_<interval>/``), candles in
-:class:`CandleStore` (``<trade_type>_<interval>/``).
+Exchange info and funding live in :class:`ExginfoStore` (``exginfo_<interval>/``, module
+``_exginfo_store``), candles in :class:`CandleStore` (``<trade_type>_<interval>/``); the atomic
+writes are in ``_atomic``. This module re-exports all of them.
 
 Manifest (``_periods/<label>.json``, one per period, rewritten until ``final``)::
 
@@ -40,10 +41,8 @@ import contextlib
 import logging
 import os
 import re
-import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,7 +54,16 @@ import polars as pl
 import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 
+from bmac_trio._atomic import (
+    TEMP_SUFFIX,
+    cleanup_temp_files,
+    fsync_dir,
+    wall_ms,
+    write_bytes_atomic,
+    write_frame_atomic,
+)
 from bmac_trio._errors import StorageError
+from bmac_trio._exginfo_store import EXGINFO_FILE, FUNDING_FILE, ExginfoStore
 from bmac_trio._intervals import Interval
 from bmac_trio._layout import (
     CANDLE_SCHEMA,
@@ -84,102 +92,9 @@ __all__ = [
 ]
 
 LOGGER = logging.getLogger("bmac_trio.storage")
-TEMP_SUFFIX: Final = ".tmp"
-EXGINFO_FILE: Final = "exginfo.pqt"
-FUNDING_FILE: Final = "funding.pqt"
 MAX_MANIFESTS: Final = 1000
-_PARQUET_COMPRESSION: Final = "snappy"  # pandas' default, as BMAC wrote
-_FEATHER_COMPRESSION: Final = "lz4"  # pandas' to_feather default, as BMAC wrote
 _READY_RE: Final = re.compile(r"^(?P<symbol>.+)_(?P<label>\d{8}_\d{6})\.ready$")
 _LABEL_RE: Final = re.compile(r"^\d{8}_\d{6}\.json$")
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-# --------------------------------------------------------------------------- atomic writes
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic(path: Path, write: Callable[[Path], None], durable: bool) -> None:
-    path = Path(path)
-    try:
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent
-        )
-    except OSError as exc:
-        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    tmp = Path(tmp_name)
-    try:
-        os.close(fd)
-        write(tmp)
-        if durable:
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(exc, OSError | pl.exceptions.PolarsError):
-            cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            raise StorageError(f"cannot write {path}: {cause}") from exc
-        raise
-    if durable:
-        try:
-            _fsync_dir(path.parent)
-        except OSError as exc:
-            raise StorageError(f"cannot sync directory of {path}: {exc.strerror}") from exc
-
-
-def write_frame_atomic(
-    df: pl.DataFrame, path: Path, save_type: SaveType, *, durable: bool = True
-) -> None:
-    """Write ``df`` as parquet (``.pqt``) or feather/Arrow IPC v2 (``.fea``), atomically.
-
-    Raises:
-        StorageError: the disk refused (full, read-only, permissions); the old file is intact.
-    """
-    if save_type == "parquet":
-        _atomic(path, lambda tmp: df.write_parquet(tmp, compression=_PARQUET_COMPRESSION), durable)
-    elif save_type == "feather":
-        _atomic(path, lambda tmp: df.write_ipc(tmp, compression=_FEATHER_COMPRESSION), durable)
-    else:
-        raise ValueError(f"unknown save_type {save_type!r}")
-
-
-def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` atomically (JSON, ready files).
-
-    Raises:
-        StorageError: the disk refused; the old file is intact.
-    """
-    _atomic(path, lambda tmp: tmp.write_bytes(data), durable)
-
-
-def cleanup_temp_files(directory: Path) -> int:
-    """Remove temp files a killed writer left in ``directory``; returns how many."""
-    removed = 0
-    try:
-        entries = list(os.scandir(directory))
-    except FileNotFoundError:
-        return 0
-    for entry in entries:
-        if entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX) and entry.is_file():
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.path)
-                removed += 1
-    return removed
 
 
 def _read_frame(path: Path, save_type: SaveType) -> pl.DataFrame:
@@ -233,7 +148,7 @@ class CandleStore:
         *,
         trade_type: str = "",
         durable: bool = True,
-        stamp_ms: Callable[[], int] = _wall_ms,
+        stamp_ms: Callable[[], int] = wall_ms,
     ) -> None:
         if save_type not in EXTENSIONS:
             raise ValueError(f"unknown save_type {save_type!r}")
@@ -450,8 +365,8 @@ class CandleStore:
             target = _unused_name(target_dir, symbol, self.extension)
             os.replace(path, target)
             if self.durable:
-                _fsync_dir(self.directory)
-                _fsync_dir(target_dir)
+                fsync_dir(self.directory)
+                fsync_dir(target_dir)
         except OSError as exc:
             raise StorageError(f"cannot move {path} to {target_dir}: {exc.strerror}") from exc
         return target
@@ -566,107 +481,3 @@ def _to_ms(value: object) -> int:
     if isinstance(value, int):
         return value
     raise ValueError(f"unexpected statistics value {value!r}")
-
-
-# --------------------------------------------------------------------------- exchange info
-
-
-class ExginfoStore:
-    """``exginfo_<interval>/``: the selected symbols and, with funding_rate, funding snapshots.
-
-    ``exginfo.pqt`` is always parquet (as in BMAC), whatever the candle save type.
-    ``funding.pqt`` columns: ``symbol`` (str), ``fundingRate`` (f64, null when Binance sent
-    ``""``), ``time`` (the period end, Datetime(ms) in the configured zone, as BMAC wrote it).
-    """
-
-    def __init__(
-        self,
-        directory: Path,
-        tz: ZoneInfo,
-        *,
-        durable: bool = True,
-        stamp_ms: Callable[[], int] = _wall_ms,
-    ) -> None:
-        self.directory = Path(directory)
-        self.tz = tz
-        self.durable = durable
-        self._stamp_ms = stamp_ms
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create {self.directory}: {exc.strerror}") from exc
-
-    def _renew_ready(self, name: str, run_time_ms: int) -> None:
-        target = ready_file(self.directory, name, run_time_ms, self.tz)
-        write_bytes_atomic(target, f"{self._stamp_ms() / 1000:.6f}".encode(), durable=False)
-        for entry in os.scandir(self.directory):
-            match = _READY_RE.match(entry.name)
-            if match and match["symbol"] == name and entry.name != target.name:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-
-    def write_exginfo(self, frame: pl.DataFrame, run_time_ms: int) -> None:
-        """Write ``exginfo.pqt`` and renew ``exginfo_<label>.ready``."""
-        write_frame_atomic(frame, self.directory / EXGINFO_FILE, "parquet", durable=self.durable)
-        self._renew_ready("exginfo", run_time_ms)
-
-    def read_exginfo(self) -> pl.DataFrame | None:
-        """The last written exchange info, or None."""
-        try:
-            return pl.read_parquet(self.directory / EXGINFO_FILE)
-        except FileNotFoundError:
-            return None
-
-    def read_funding(self) -> pl.DataFrame | None:
-        """The funding snapshots, or None."""
-        try:
-            return pl.read_parquet(self.directory / FUNDING_FILE)
-        except FileNotFoundError:
-            return None
-
-    def append_funding(
-        self, rows: pl.DataFrame | Sequence[Any], run_time_ms: int, keep_after_ms: int
-    ) -> pl.DataFrame:
-        """Append a snapshot taken for ``run_time_ms``; drop rows older than ``keep_after_ms``.
-
-        ``rows`` is a frame with ``symbol`` and ``fundingRate`` columns or a sequence of
-        objects with ``symbol`` and ``funding_rate`` (``_protocol.FundingRate``). A row per
-        (symbol, time) is kept, the newest. Returns the frame written.
-        """
-        time_type = pl.Datetime("ms", self.tz.key)
-        if isinstance(rows, pl.DataFrame):
-            symbols = rows["symbol"].cast(pl.String).to_list()
-            rates = rows["fundingRate"].cast(pl.Float64).to_list()
-        else:
-            symbols = [r.symbol for r in rows]
-            rates = [r.funding_rate for r in rows]
-        snapshot = pl.DataFrame(
-            {
-                "symbol": pl.Series(symbols, dtype=pl.String),
-                "fundingRate": pl.Series(rates, dtype=pl.Float64),
-                "time": pl.Series([run_time_ms] * len(symbols), dtype=pl.Int64).cast(time_type),
-            }
-        )
-        old = self.read_funding()
-        if old is not None and old.columns == snapshot.columns:
-            old = old.with_columns(pl.col("time").dt.convert_time_zone(self.tz.key))
-            snapshot = pl.concat([old.cast(snapshot.schema), snapshot], how="vertical")
-        keep = pl.col("time").dt.epoch("ms") >= keep_after_ms
-        frame = (
-            snapshot.filter(keep)
-            .unique(subset=["symbol", "time"], keep="last", maintain_order=True)
-            .sort("time", "symbol")
-        )
-        write_frame_atomic(frame, self.directory / FUNDING_FILE, "parquet", durable=self.durable)
-        self._renew_ready("funding", run_time_ms)
-        return frame
-
-    def write_meta(self, meta: dict[str, Any]) -> None:
-        """Write ``bmac_meta.json`` here too."""
-        write_bytes_atomic(
-            self.directory / META_FILE, orjson.dumps(meta, option=orjson.OPT_INDENT_2)
-        )
-
-    def cleanup_temp_files(self) -> int:
-        """Remove temp files left by a killed writer."""
-        return cleanup_temp_files(self.directory)
