@@ -34,6 +34,16 @@ _ERROR_BODIES = {
 }
 
 
+_HEAVY = frozenset({"klines", "uiKlines", "continuousKlines", "fundingRate"})
+
+
+def _answer(
+    ex: Exchange, endpoint: str, pairs: list[tuple[str, str]], now: int
+) -> tuple[int, bytes]:
+    status, body = handle(ex, endpoint, pairs, now)
+    return status, orjson.dumps(body)
+
+
 class SimApp:
     """ASGI 3 callable serving one simulated market."""
 
@@ -71,7 +81,7 @@ class SimApp:
     async def _respond(
         self, send: Any, status: int, body: Any, used: int, retry_after: int | None = None
     ) -> None:
-        payload = orjson.dumps(body)
+        payload = body if isinstance(body, bytes) else orjson.dumps(body)
         headers = [
             (b"content-type", b"application/json;charset=UTF-8"),
             (b"content-length", str(len(payload)).encode()),
@@ -124,8 +134,13 @@ class SimApp:
             body = {"code": -5000, "msg": f"Path {path}, Method {scope['method']} is invalid"}
             await self._respond(send, 404, body, verdict.used)
             return
-        status, body = handle(self.ex, endpoint, pairs, now)
-        await self._respond(send, status, body, verdict.used)
+        if endpoint in _HEAVY:
+            # Up to 1500 candles are computed per call: off the event loop, so WebSocket
+            # pushes keep their timing while a client downloads history.
+            status, payload = await trio.to_thread.run_sync(_answer, self.ex, endpoint, pairs, now)
+        else:
+            status, payload = _answer(self.ex, endpoint, pairs, now)
+        await self._respond(send, status, payload, verdict.used)
 
     # ----------------------------------------------------------------------- WebSocket
 

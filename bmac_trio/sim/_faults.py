@@ -45,7 +45,7 @@ class Faults:
         """Stay connected but send no frame for ``exchange_seconds`` from now."""
         until = self._clock.now_ms() + int(exchange_seconds * 1000)
         self._hub.silent_until = max(self._hub.silent_until, until)
-        self._hub._wake.set()
+        self._hub.wake()
         self._stats.faults["silence"] += 1
 
     def send_malformed(self, n: int = 1, *, closing_only: bool = True) -> None:
@@ -87,7 +87,7 @@ class MarketEvents:
     def list_symbol(self, symbol: str, at_ms: int) -> None:
         """List ``symbol`` at ``at_ms`` (a new symbol, or an existing one moved)."""
         self._ex.list_symbol(symbol, at_ms)
-        self._hub._wake.set()
+        self._hub.wake()
 
     def delist_symbol(self, symbol: str, at_ms: int) -> None:
         """Delist ``symbol`` at ``at_ms``."""

@@ -182,6 +182,10 @@ class Hub:
         self._wake.set()
         return stream
 
+    def wake(self) -> None:
+        """Make the publisher re-plan now (the schedule or the market changed)."""
+        self._wake.set()
+
     def drop(self, count: int | None = None) -> int:
         """Close ``count`` connections (oldest first; None = all); how many were closed."""
         victims = sorted(self.conns.values(), key=lambda c: c.cid)

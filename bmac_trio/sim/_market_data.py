@@ -138,15 +138,21 @@ class MarketModel:
 
     def _final_parts(self, spec: SymbolSpec, iv: Interval, t: int) -> tuple[int, ...]:
         """(o, h, l, c, n, v, vt) of the closed candle at ``t``."""
-        o = self.open_price(spec, iv, t)
-        if self.is_zero(spec, iv, t):
+        # Same rules as open_price/is_zero, with each candle's random bits drawn once.
+        p = self.zero_trade_fraction
+        field = self._field
+        bits = self._bits(spec, iv, t)
+        prev = iv.add(t, -1)
+        prev_eligible = field(self._bits(spec, iv, prev), _SALT_ZERO) < p
+        zero = field(bits, _SALT_ZERO) < p and not prev_eligible
+        prev_zero = prev_eligible and not self._eligible_zero(spec, iv, iv.add(prev, -1))
+        o = self._price(spec, prev) if prev_zero else self._price(spec, t)
+        if zero:
             return o, o, o, o, 0, 0, 0
         end = iv.end(t)
         c = self._price(spec, end)
         length_s = (end - t) / 1000
         tick = spec.tick
-        bits = self._bits(spec, iv, t)
-        field = self._field
         swing = spec.price0 * 0.0006 * math.sqrt(max(length_s, 1.0) / 60.0)
         up = int(swing * field(bits, _SALT_UP) ** 2 / tick) * tick
         dn = int(swing * field(bits, _SALT_DN) ** 2 / tick) * tick
@@ -195,7 +201,8 @@ class MarketModel:
         if n_p == 0:
             o = final.o
             return Candle(t, close_ms, o, o, o, o, 0, 0, 0, 0, 0, -1, -1, False)
-        c = min(final.h, max(final.l, self._price(spec, now_ms)))
+        # Uncached: "now" never repeats, and caching it would evict the candle boundaries.
+        c = min(final.h, max(final.l, self._price_uncached(spec, now_ms)))
         h = max(final.o, c)
         lo = min(final.o, c)
         if phase >= 0.1 + 0.8 * self._u(spec, iv, t, _SALT_PH):

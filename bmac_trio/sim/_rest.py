@@ -269,7 +269,9 @@ def _funding_rate(ex: Exchange, pairs: list[tuple[str, str]], now_ms: int) -> An
     specs = [_symbol(ex, name, now_ms)] if name else list(ex.specs.values())
     rows: list[tuple[int, SymbolSpec]] = []
     upper = min(now_ms, end) if end is not None else now_ms
-    lower = start if start is not None else 0
+    # Without startTime only the newest ``limit`` rows matter; every perpetual has one row
+    # per funding period, so they all lie within ``limit`` periods of ``upper``.
+    lower = start if start is not None else upper - (limit + 1) * FUNDING_PERIOD_MS
     for spec in specs:
         if not ex.is_perpetual(spec) or ex.status(spec, now_ms) is None:
             continue

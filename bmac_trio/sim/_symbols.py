@@ -27,9 +27,9 @@ PERPETUAL_DELIVERY_MS = 4133404800000
 _EIGHT_HOURS_MS = 8 * 3600 * 1000
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class SymbolSpec:
-    """The fixed facts of one symbol."""
+    """The fixed facts of one symbol (compared and hashed by identity: caches key on it)."""
 
     symbol: str
     base: str
