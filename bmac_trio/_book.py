@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 
 from bmac_trio._events import Fetch, FetchReason, Source
 from bmac_trio._intervals import Interval
+from bmac_trio._planner import missing_range
 
-__all__ = ["Book", "BookError", "PeriodReport", "SymbolState", "subtract_ranges"]
+__all__ = ["Book", "BookError", "PeriodReport", "SymbolState", "find_holes", "subtract_ranges"]
 
 #: How many recent periods keep their completeness tracked (late completions re-report).
 KEEP_PERIODS = 4
@@ -103,6 +104,24 @@ def subtract_ranges(want: Range, have: Iterable[Range]) -> list[Range]:
     return sorted(pieces)
 
 
+def find_holes(opens: Sequence[int], interval: Interval, first_open_ms: int) -> list[Range]:
+    """Missing open times in a file's sorted ``opens``, from ``first_open_ms`` to its newest.
+
+    A recorder killed while a history page or a gap refill was in flight leaves such holes;
+    a restart must refill them, not only the tail. (A hole that REST cannot fill, such as a
+    maintenance window, costs one request per restart.)
+    """
+    holes: list[Range] = []
+    expected = first_open_ms
+    for t in opens:
+        if t < first_open_ms:
+            continue
+        if t > expected:
+            holes.append((expected, interval.add(t, -1)))
+        expected = interval.add(t, 1)
+    return holes
+
+
 class Book:
     """Recording state of every symbol, and of the last few periods.
 
@@ -122,25 +141,38 @@ class Book:
     # --- symbols -------------------------------------------------------------------------------
 
     def add_symbols(
-        self, last_open: Mapping[str, int | None], *, now_ms: int, reason: FetchReason = "history"
+        self,
+        last_open: Mapping[str, int | None],
+        *,
+        now_ms: int,
+        reason: FetchReason = "history",
+        holes: Mapping[str, Sequence[Range]] | None = None,
     ) -> list[Fetch]:
         """Start recording symbols; ``last_open`` is each one's newest candle on disk (or None).
 
-        Returns the fetches of their missing tails (up to the last closed candle at ``now_ms``).
-        Symbols already recorded are left alone.
+        Returns the fetches of their missing tails (up to the last closed candle at ``now_ms``)
+        and of the ``holes`` found in their files (see :func:`find_holes`). Symbols already
+        recorded are left alone.
         """
         fetches: list[Fetch] = []
-        last_closed = self.interval.last_closed_open(now_ms)
         for symbol in sorted(last_open):
             if symbol in self.symbols:
                 continue
             have = last_open[symbol]
             state = SymbolState(have_last=have, horizon=have, written_last=have)
             self.symbols[symbol] = state
-            first = self._tail_start(have, last_closed)
-            if first <= last_closed:
-                fetches += self._want(symbol, state, (first, last_closed), reason)
+            for hole in (holes or {}).get(symbol, ()):
+                fetches += self._want(symbol, state, hole, reason)
+            missing = missing_range(have, now_ms, self.interval, self.num_candles)
+            if missing is not None:
+                fetches += self._want(symbol, state, missing, reason)
         return fetches
+
+    def window_start(self, now_ms: int) -> int:
+        """Open time of the oldest candle a file keeps at ``now_ms``."""
+        window = missing_range(None, now_ms, self.interval, self.num_candles)
+        assert window is not None
+        return window[0]
 
     def remove_symbol(self, symbol: str) -> list[PeriodReport]:
         """Stop recording ``symbol``; periods that only waited for it become complete."""
@@ -273,10 +305,11 @@ class Book:
             state = self.symbols[symbol]
             if state.have_last is not None and state.have_last >= candle:
                 continue  # held, being written
-            first = self._tail_start(state.horizon, candle)
-            if state.horizon is not None and state.horizon >= candle:
-                first = candle  # REST said "no candle" earlier: ask once more, it is closed now
-            fetches += self._want(symbol, state, (first, candle), "deadline")
+            missing = missing_range(
+                state.horizon, self.interval.end(candle), self.interval, self.num_candles
+            )
+            # None: REST said "no candle" before the close; ask once more, it is closed now
+            fetches += self._want(symbol, state, missing or (candle, candle), "deadline")
         period.deadline_passed = True
         return fetches, self._report(run_time_ms, period)
 
@@ -292,12 +325,6 @@ class Book:
         if len(self.received_at) > 4 * KEEP_PERIODS:
             for t in sorted(self.received_at)[: -2 * KEEP_PERIODS]:
                 del self.received_at[t]
-
-    def _tail_start(self, have: int | None, last_closed: int) -> int:
-        if have is None:
-            return self.interval.add(last_closed, -(self.num_candles - 1))
-        oldest_kept = self.interval.add(last_closed, -(self.num_candles - 1))
-        return max(self.interval.add(have, 1), oldest_kept)
 
     def _want(
         self, symbol: str, state: SymbolState, want: Range, reason: FetchReason

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from bmac_trio._book import Book, BookError, PeriodReport
+from bmac_trio._book import Book, BookError, PeriodReport, find_holes
 from bmac_trio._errors import StorageError
 from bmac_trio._events import (
     Fetch,
@@ -264,16 +264,21 @@ class Dispatcher:
 
         loaded = await trio.to_thread.run_sync(read_all, limiter=self.limiter) if missing else {}
         last: dict[str, int | None] = {}
+        holes: dict[str, list[tuple[int, int]]] = {}
+        now = self.clock.now_ms()
+        window_start = self.book.window_start(now)
         for symbol in symbols:
             self._adopting.discard(symbol)
             frame = self.preloaded.pop(symbol, None) if symbol in self.preloaded else loaded[symbol]
             if frame is not None and frame.height:
                 self.frames[symbol] = frame
-                last[symbol] = _last_open_ms(frame)
+                opens = frame["candle_begin_time"].dt.epoch("ms").to_list()
+                last[symbol] = opens[-1]
+                holes[symbol] = find_holes(opens, self.interval, window_start)
             else:
                 last[symbol] = None
         fetches = self.book.add_symbols(
-            last, now_ms=self.clock.now_ms(), reason="history" if first else "listing"
+            last, now_ms=now, reason="history" if first else "listing", holes=holes
         )
         if first:
             self.stats.history_started = trio.current_time()

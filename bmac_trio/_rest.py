@@ -97,6 +97,9 @@ class RestClient:
         #: Weight this client has spent (its own requests), for reports and tests.
         self.weight_spent = 0
         self.requests = 0
+        #: The highest X-MBX-USED-WEIGHT-1M the exchange reported, and the 429/418s met.
+        self.max_used_weight = 0
+        self.rate_limited: dict[int, int] = {}
 
     async def get(self, endpoint: str, params: dict[str, str] | None, weight: int) -> bytes:
         """GET ``<base><prefix>/<endpoint>`` after reserving ``weight``; the body on 2xx.
@@ -120,14 +123,18 @@ class RestClient:
         try:
             with trio.fail_after(self.timeout_s):
                 response = await self.http.get(url, params=params)
-        except trio.TooSlowError:
-            raise RestUnavailable(f"GET {endpoint}: no answer in {self.timeout_s} s") from None
-        except httpx.HTTPError as exc:
-            raise RestUnavailable(f"GET {endpoint}: {type(exc).__name__}: {exc}") from exc
+        except BaseException as exc:
+            self.budget.release(weight)  # never answered: no longer in flight
+            if isinstance(exc, trio.TooSlowError):
+                raise RestUnavailable(f"GET {endpoint}: no answer in {self.timeout_s} s") from None
+            if isinstance(exc, httpx.HTTPError):
+                raise RestUnavailable(f"GET {endpoint}: {type(exc).__name__}: {exc}") from exc
+            raise
         now = self.clock.now_ms()
         used = parse_weight_headers(response.headers)
+        self.budget.note_used(used, now, reserved=weight)
         if used is not None:
-            self.budget.note_used(used, now)
+            self.max_used_weight = max(self.max_used_weight, used)
             if self.metrics is not None:
                 self.metrics.rest_weight_used(used)
         status = response.status_code
@@ -135,6 +142,7 @@ class RestClient:
             retry_after = parse_retry_after(response.headers)
             retry_after = 60.0 if retry_after is None else retry_after
             banned = status == 418
+            self.rate_limited[status] = self.rate_limited.get(status, 0) + 1
             if self.metrics is not None:
                 self.metrics.rate_limited(banned)
             self.budget.on_rate_limited(retry_after, banned, now)

@@ -2,8 +2,8 @@
 
 Symbols are spread over connections ("slots") by :class:`StreamPlan`: at most the market's
 streams-per-connection cap on each, at least ``num_socket_listeners`` slots (a floor), a symbol
-placed by a stable hash (crc32, not Python's salted ``hash``) and never moved afterwards, so adding
-or removing a symbol touches exactly one connection, which is changed with SUBSCRIBE /
+placed by a stable hash (blake2b, not Python's salted ``hash``) and never moved afterwards, so
+adding or removing a symbol touches exactly one connection, which is changed with SUBSCRIBE /
 UNSUBSCRIBE rather than reconnected (BMAC reconnected whole groups at the boundary, bug 5, and
 never listened on groups empty at start, bug 6).
 
@@ -23,9 +23,9 @@ and dropped.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -55,6 +55,11 @@ __all__ = ["ListenerStats", "StreamPlan", "WsSettings", "run_ws_listeners"]
 log = logging.getLogger("bmac_trio.ws")
 
 
+def _stable_hash(symbol: str) -> int:
+    """The same number in every process (Python's ``hash`` of a str is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(symbol.encode(), digest_size=8).digest(), "big")
+
+
 class StreamPlan:
     """Which connection slot each symbol is streamed on (pure, deterministic, sticky)."""
 
@@ -78,7 +83,7 @@ class StreamPlan:
             self.slots.append(set())
         for symbol in added:
             n = len(self.slots)
-            home = zlib.crc32(symbol.encode()) % n
+            home = _stable_hash(symbol) % n
             for i in range(n):
                 slot = (home + i) % n
                 if len(self.slots[slot]) < self.cap:
@@ -224,6 +229,9 @@ class _Listener:
             slot.poke()
             with trio.move_on_after(1, shield=True):
                 await conn.ws.aclose()
+                # trio-websocket 0.12 leaves the TCP stream open when the server closed
+                # first (its aclose() returns early): close it ourselves.
+                await conn.ws._stream.aclose()
 
     async def send_control(self, conn: _Conn, method: str, params: list[str] | None) -> None:
         try:

@@ -8,6 +8,7 @@ nothing missing, nothing extra, every value equal.
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -119,10 +120,18 @@ async def recording(
 
 
 def read_candles(config: Config, symbol: str) -> pl.DataFrame:
+    """Read a candle file through ONE open file handle.
+
+    ``pl.read_parquet(path)`` may open the path twice (metadata, then pages): if the recorder
+    replaces the file in between, the two halves belong to different files. A handle pins one
+    inode, which atomic replacement keeps intact.
+    """
     path = data_file(config.candle_dir, symbol, config.save_type)
+    with path.open("rb") as f:
+        data = io.BytesIO(f.read())
     if config.save_type == "parquet":
-        return pl.read_parquet(path)
-    return pl.read_ipc(path)
+        return pl.read_parquet(data)
+    return pl.read_ipc(data)
 
 
 def assert_matches_truth(env: Env, symbols: list[str] | None = None, *, through_ms: int) -> int:

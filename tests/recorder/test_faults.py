@@ -1,0 +1,126 @@
+"""Healing, against the simulator: drops, silence, the 24 h cut, gaps, rate limits, bad frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from bmac_trio._app import RecorderOptions
+from bmac_trio.sim import SimConfig
+
+from .conftest import FAST_OPTIONS, assert_matches_truth, recording
+
+UM = {"interval": "1m", "trade_type": "usdt_perp", "num_candles": 60}
+
+
+async def test_connection_dropped_at_the_close_is_healed(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with recording(tmp_path, SimConfig(market="um", symbols=12, seed=5), **UM) as env:
+            await env.history()
+            [first] = await env.periods(1)
+            # drop every connection 100 ms (exchange) after the next boundary: the closing
+            # pushes of that period are lost on the old connections
+            await env.clock.sleep_until_ms(first + 60_000 + 100)
+            assert env.sim.faults.drop_connections() >= 1
+            done = await env.periods(4)
+            assert env.handle.listeners.replaced.get("dropped", 0) >= 1
+            assert_matches_truth(env, through_ms=done[-1])
+
+
+async def test_silent_streams_are_healed_over_rest(tmp_path: Path) -> None:
+    # the exchange pushes nothing for 4 minutes but still answers LIST_SUBSCRIPTIONS: the
+    # connections are alive (not replaced: no reconnect storm), late candles come over REST
+    # at each deadline. A connection that stops answering is replaced: see test_ws.py.
+    with trio.fail_after(30):
+        async with recording(tmp_path, SimConfig(market="um", symbols=10, seed=6), **UM) as env:
+            await env.history()
+            [first] = await env.periods(1)
+            env.sim.faults.silence(240)
+            done = await env.periods(5)
+            assert done[-1] >= first + 4 * 60_000
+            assert env.handle.listeners.replaced.get("silent", 0) == 0
+            assert env.handle.stats.fetches >= 8 * 3  # deadline fetches, one per symbol
+            assert_matches_truth(env, through_ms=done[-1])
+
+
+async def test_connections_are_replaced_before_the_24h_cut(tmp_path: Path) -> None:
+    # the simulator cuts at 150 exchange seconds; the recorder replaces at 100, new before old
+    options = RecorderOptions(
+        ws_max_age_s=100, ws_probe_after_s=0.5, ws_probe_timeout_s=0.5, durable=False
+    )
+    sim_cfg = SimConfig(market="um", symbols=10, seed=7, ws_max_lifetime_s=150)
+    with trio.fail_after(30):
+        async with recording(tmp_path, sim_cfg, options=options, **UM) as env:
+            await env.history()
+            done = await env.periods(6)
+            replaced = env.handle.listeners.replaced
+            assert replaced.get("age", 0) >= 2, replaced
+            assert replaced.get("dropped", 0) == 0  # never cut by the server
+            assert_matches_truth(env, through_ms=done[-1])
+
+
+async def test_maintenance_gap_longer_than_99_candles(tmp_path: Path) -> None:
+    # 110 minutes without candles or pushes, then trading resumes; at 1200x that is 5.5 s
+    sim_cfg = SimConfig(market="um", symbols=8, seed=8)
+    with trio.fail_after(40):
+        async with recording(tmp_path, sim_cfg, speed=1200, **{**UM, "num_candles": 200}) as env:
+            await env.history()
+            [first] = await env.periods(1)
+            start, end = first + 60_000, first + 111 * 60_000
+            env.sim.market_events.maintenance(start, end)
+            await env.clock.sleep_until_ms(end + 3 * 60_000)
+            n = len(env.handle.stats.completed)
+            done = await env.periods(n + 2)
+            assert_matches_truth(env, through_ms=done[-1])
+            # the gap was asked for once per symbol, not refetched in a loop
+            fetches = env.handle.stats.fetches
+            assert fetches < 8 * 10, fetches
+
+
+async def test_duplicate_malformed_out_of_order_frames(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with recording(tmp_path, SimConfig(market="um", symbols=10, seed=9), **UM) as env:
+            await env.history()
+            await env.periods(1)
+            env.sim.faults.send_duplicates(5)
+            env.sim.faults.send_malformed(3)
+            env.sim.faults.send_out_of_order(4)
+            done = await env.periods(4)
+            assert env.handle.listeners.bad_frames >= 1
+            assert_matches_truth(env, through_ms=done[-1])
+
+
+async def test_rate_limited_during_history_backs_off_without_ban(tmp_path: Path) -> None:
+    # a tight weight limit (300/min) so the history of 12 × 1500 candles spans minutes, and a
+    # 429 injected at the start: the recorder waits Retry-After, never gets a 418, and the
+    # exchange never reports more than 90 % of the minute's weight used
+    sim_cfg = SimConfig(market="um", symbols=12, seed=10, weight_limit=300)
+    async with recording(
+        tmp_path, sim_cfg, speed=60, options=FAST_OPTIONS, **{**UM, "num_candles": 1500}
+    ) as env:
+        env.sim.faults.rate_limit(1, retry_after_s=2)
+        with trio.fail_after(40):
+            await env.history()
+            done = await env.periods(1)
+        rest = env.handle.rest[-1]
+        print(
+            f"history weight {env.handle.weight_spent}, max used {rest.max_used_weight}/300, "
+            f"statuses {dict(env.sim.stats.rest_by_status)}"
+        )
+        assert env.sim.stats.faults["rate_limit"] == 1
+        assert rest.rate_limited.get(429, 0) >= 1
+        assert env.sim.stats.rest_by_status[418] == 0
+        assert rest.max_used_weight <= 270
+        assert_matches_truth(env, through_ms=done[-1])
+
+
+async def test_rest_errors_and_slow_answers_are_retried(tmp_path: Path) -> None:
+    sim_cfg = SimConfig(market="um", symbols=8, seed=11)
+    async with recording(tmp_path, sim_cfg, **UM) as env:
+        env.sim.faults.rest_errors(503, count=3)
+        with trio.fail_after(30):
+            await env.history()
+            done = await env.periods(2)
+        assert env.sim.stats.faults["rest_error"] == 3
+        assert_matches_truth(env, through_ms=done[-1])

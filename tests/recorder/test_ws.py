@@ -1,0 +1,156 @@
+"""WebSocket listeners against a tiny local server: silent connections, live resubscription."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+
+import orjson
+import trio
+import trio_websocket
+
+from bmac_trio._clock import TrioClock
+from bmac_trio._events import SetSymbols
+from bmac_trio._intervals import parse_interval
+from bmac_trio._markets import UM
+from bmac_trio._ws import ListenerStats, StreamPlan, WsSettings, run_ws_listeners
+
+
+def test_stream_plan_is_deterministic_capped_and_sticky() -> None:
+    symbols = [f"S{i:03d}USDT" for i in range(450)]
+    a, b = StreamPlan(cap=200, floor=2), StreamPlan(cap=200, floor=2)
+    a.update(symbols)
+    b.update(reversed(symbols))
+    assert a.slots == b.slots  # no salted hash: same plan in every process
+    assert len(a.slots) == 3
+    assert all(len(s) <= 200 for s in a.slots)
+    before = [set(s) for s in a.slots]
+    changed = a.update([*symbols[1:], "NEWUSDT"])  # one delisted, one listed
+    assert len(changed) <= 2
+    for index, members in enumerate(a.slots):
+        if index not in changed:
+            assert members == before[index]
+    assert a.where["NEWUSDT"] in changed
+    assert "S000USDT" not in a.where
+
+
+def test_stream_plan_floor_and_empty() -> None:
+    plan = StreamPlan(cap=200, floor=8)
+    assert plan.update(["AUSDT", "BUSDT"]) <= set(range(8))
+    assert len(plan.slots) == 8
+    assert sorted(len(s) for s in plan.slots)[-1] <= 2
+    plan.update([])
+    assert all(not s for s in plan.slots)
+
+
+@dataclass
+class FakeServer:
+    """Accepts connections; answers control frames only when ``answer`` is True."""
+
+    answer: bool = True
+    paths: list[str] = field(default_factory=list)
+    controls: list[tuple[int, dict[str, object]]] = field(default_factory=list)
+    changed: trio.Event = field(default_factory=trio.Event)
+
+    def poke(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+    async def handler(self, request: trio_websocket.WebSocketRequest) -> None:
+        ws = await request.accept()
+        index = len(self.paths)
+        self.paths.append(request.path)
+        self.poke()
+        try:
+            while True:
+                message = orjson.loads(await ws.get_message())
+                self.controls.append((index, message))
+                self.poke()
+                if self.answer:
+                    await ws.send_message(orjson.dumps({"result": None, "id": message["id"]}))
+        except trio_websocket.ConnectionClosed:
+            pass
+
+    async def wait(self, predicate: object) -> None:
+        while not predicate():  # type: ignore[operator]
+            await self.changed.wait()
+
+
+async def _start(nursery: trio.Nursery, server: FakeServer) -> str:
+    listener = await nursery.start(
+        partial(trio_websocket.serve_websocket, server.handler, "127.0.0.1", 0, ssl_context=None)
+    )
+    return f"ws://127.0.0.1:{listener.port}"
+
+
+async def test_silent_connection_is_replaced_new_before_old() -> None:
+    server = FakeServer(answer=False)
+    stats = ListenerStats()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            url = await _start(nursery, server)
+            settings = WsSettings(
+                market=UM,
+                interval=parse_interval("1m"),
+                ws_url=url,
+                clock=TrioClock(start_ms=1_767_225_600_000),
+                floor=1,
+                probe_after_s=0.1,
+                probe_timeout_s=0.1,
+            )
+            commands_send, commands = trio.open_memory_channel[SetSymbols](1)
+            inbox, inbox_recv = trio.open_memory_channel[object](10)
+            await nursery.start(
+                partial(
+                    run_ws_listeners,
+                    settings=settings,
+                    symbols=frozenset({"BTCUSDT"}),
+                    commands=commands,
+                    inbox=inbox,
+                    stats=stats,
+                )
+            )
+            await server.wait(lambda: len(server.paths) >= 2)
+            nursery.cancel_scope.cancel()
+    assert stats.replaced.get("silent", 0) >= 1
+    assert server.paths[0] == server.paths[1] == "/market/stream?streams=btcusdt@kline_1m"
+    # the unanswered probe went to the first connection
+    assert server.controls[0] == (0, {"method": "LIST_SUBSCRIPTIONS", "id": 1})
+    del commands_send, inbox_recv
+
+
+async def test_new_symbol_is_subscribed_on_one_connection_only() -> None:
+    server = FakeServer(answer=True)
+    stats = ListenerStats()
+    symbols = frozenset(f"S{i:02d}USDT" for i in range(12))
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            url = await _start(nursery, server)
+            settings = WsSettings(
+                market=UM,
+                interval=parse_interval("1m"),
+                ws_url=url,
+                clock=TrioClock(start_ms=1_767_225_600_000),
+                floor=4,
+            )
+            commands_send, commands = trio.open_memory_channel[SetSymbols](1)
+            inbox, inbox_recv = trio.open_memory_channel[object](10)
+            await nursery.start(
+                partial(
+                    run_ws_listeners,
+                    settings=settings,
+                    symbols=symbols,
+                    commands=commands,
+                    inbox=inbox,
+                    stats=stats,
+                )
+            )
+            assert len(server.paths) == 4
+            await commands_send.send(SetSymbols(symbols=(symbols - {"S03USDT"}) | {"NEWUSDT"}))
+            await server.wait(lambda: len(server.controls) >= 2)
+            nursery.cancel_scope.cancel()
+    assert len(server.paths) == 4  # nobody reconnected
+    methods = sorted((m["method"], tuple(m["params"])) for _, m in server.controls)  # type: ignore[arg-type]
+    assert methods == [("SUBSCRIBE", ("newusdt@kline_1m",)), ("UNSUBSCRIBE", ("s03usdt@kline_1m",))]
+    assert len({index for index, _ in server.controls}) <= 2
+    del inbox_recv
