@@ -117,6 +117,7 @@ def _until(market: MarketFrame, run_time_ms: int) -> MarketFrame:
     changed = False
     for symbol, n, stop in zip(market.symbols, rows, ends, strict=True):
         if not n:
+            changed = True
             continue
         start, newest = stop - n, next(it)
         if newest != run_time_ms:

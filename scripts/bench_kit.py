@@ -184,6 +184,7 @@ async def bench(args: argparse.Namespace) -> None:
         store.write_many(frames, run_time)
         exginfo.write_exginfo(exg_frame, run_time)
         store.write_manifest(run_time, complete=symbols, missing=(), final=True)
+        await trio.sleep(args.settle)  # let the burst of writes settle before timing reads
         calc = BmacAllMarketCalculator(exg, candles, FACTORS, clock=TrioClock(start_ms=run_time))
         t = time.perf_counter()
         result = await calc.calc_all_factors(run_time)
@@ -221,6 +222,7 @@ def main() -> None:
         "--spread", type=float, default=1.0, help="seconds the period takes to land"
     )
     parser.add_argument("--batches", type=int, default=20, help="write batches per period")
+    parser.add_argument("--settle", type=float, default=1.0, help="pause after writing (cold)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     trio.run(bench, args)

@@ -149,6 +149,7 @@ def test_all_market_query_equals_per_symbol(name: str, make_candles) -> None:
         "BUSDT": make_candles(61, end_ms=end + 600_000, seed=2),  # already two periods ahead
         "CUSDT": make_candles(62, end_ms=end - 300_000, seed=3),  # not ready for this period
         "DUSDT": make_candles(3, end_ms=end, seed=4),  # shorter than the windows
+        "EUSDT": make_candles(1, end_ms=end, seed=5).clear(),  # an empty file
     }
     market = MarketFrame(pl.concat(parts.values()), list(parts), [f.height for f in parts.values()])
     rows = apply_all_market(market, load_factors([(name, 7)]), end)
@@ -191,3 +192,12 @@ def test_polars_module_signal_is_bmac_compatible(name: str, make_candles) -> Non
     want = direct(name, 5, {c: frame.get_column(c).to_list() for c in frame.columns[2:]})
     got = [None if math.isnan(v) else float(v) for v in out[f"{name}_5"]]
     _assert_close(got, want)
+
+
+def test_an_empty_file_is_left_out_not_misread(make_candles) -> None:
+    end = 1_721_216_400_000
+    a, empty = make_candles(30, end_ms=end, seed=1), make_candles(1, end_ms=end).clear()
+    market = MarketFrame(pl.concat([a, empty]), ["AUSDT", "EUSDT"], [30, 0])
+    rows = apply_all_market(market, load_factors([("PctChg", 3)]), end)
+    assert rows.get_column("symbol").to_list() == ["AUSDT"]
+    assert rows.item(0, "close") == a.item(-1, "close")
