@@ -240,7 +240,9 @@ def parse_config(data: object, *, base_dir: Path, source: str = CONFIG_FILE) -> 
     rest_url = _url(data, "rest_url", market.default_rest_url, ("http", "https"), bad)
     ws_url = _url(data, "ws_url", market.default_ws_url, ("ws", "wss"), bad)
 
-    tz_name = data.get("timezone", DEFAULT_TIMEZONE)
+    tz_name = data.get("timezone")
+    if tz_name is None:  # absent or null: BMAC's Hong Kong time
+        tz_name = DEFAULT_TIMEZONE
     try:
         if not isinstance(tz_name, str) or not tz_name:
             raise ValueError

@@ -148,3 +148,52 @@ def test_all_eleven_trade_types(tmp_path: Path, name: str) -> None:
     cfg = load_config(write(tmp_path, {"interval": "1m", "trade_type": name}))
     assert cfg.trade_type_name == name
     assert cfg.candle_dir.name == f"{name}_1m"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # the shapes of BMAC v2's bmac_example/*/config.json.example files
+        {"interval": "5m", "trade_type": "coin_perp"},
+        {
+            "interval": "5m",
+            "trade_type": "usdt_perp",
+            "num_candles": 2000,
+            "funding_rate": True,
+            "http_timeout_sec": 5,
+            "candle_close_timeout_sec": 15,
+            "save_type": "parquet",
+            "num_rest_fetchers": 8,
+            "num_socket_listeners": 8,
+            "msg_sender": {
+                "type": "wechat_work",
+                "error": {
+                    "access_token": "f06e5...",
+                    "secret": "SEC439...",
+                    "webhook_url": "https://qyapi.example/cgi-bin/webhook/send?key=xxx",
+                },
+            },
+        },
+        {
+            "interval": "1h",
+            "http_timeout_sec": 3,
+            "candle_close_timeout_sec": 12,
+            "trade_type": "usdt_spot",
+            "num_candles": 10000,
+            "dingding": {"error": {"access_token": "bcd2...", "secret": "SEC5..."}},
+        },
+        {
+            "interval": "5m",
+            "trade_type": "coin_perp",
+            "funding_rate": True,
+            "num_candles": 1000,
+            "dingding": {"error": {"access_token": "f06...", "secret": "SEC439..."}},
+        },
+        {"interval": "1m", "trade_type": "usdt_perp", "keep_symbols": None, "timezone": None},
+    ],
+)
+def test_bmac_example_configs_load(tmp_path: Path, data: dict[str, object]) -> None:
+    cfg = load_config(write(tmp_path, data))
+    assert cfg.interval.name == data["interval"]
+    assert cfg.num_candles == data.get("num_candles", 1500)
+    assert cfg.timezone.key == "Asia/Hong_Kong"
