@@ -37,6 +37,7 @@ from bmac_kit._time import RunTime, from_ms, get_default_clock, to_ms
 from bmac_kit._waiting import PeriodWatcher, wait_for_period
 from bmac_trio._clock import Clock
 from bmac_trio._layout import CANDLE_SCHEMA
+from bmac_trio._symbols import check_symbol
 
 __all__ = ["AllMarketResult", "BmacAllMarketCalculator", "BmacSingleSymbolCalculator"]
 
@@ -112,8 +113,9 @@ class BmacSingleSymbolCalculator:
 
         Raises:
             PeriodNotReady: not ready by ``run_time + bmac_expire_sec``.
+            UnsafeSymbol: the name could not be a file of the directory.
         """
-        symbol = symbol or self.symbol
+        symbol = check_symbol(symbol or self.symbol)
         reader = self.candle_reader
         run_time_ms = to_ms(run_time, reader.tz)
         watcher = PeriodWatcher(

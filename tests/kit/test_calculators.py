@@ -22,6 +22,7 @@ from bmac_kit import (
 )
 from bmac_kit._factors import apply_single, load_factors
 from bmac_trio._clock import TrioClock
+from bmac_trio._errors import UnsafeSymbol
 
 T0 = 1_721_216_400_000
 CFGS = [("PctChg", 3), ("TrdNumMeanV1", 5), ("Rsi", 6)]
@@ -105,6 +106,8 @@ async def test_single_symbol_missing_raises_at_the_deadline(datadir, autojump_cl
     with pytest.raises(PeriodNotReady, match="BTCUSDT not ready") as info:
         await calc.calc_factors(T0)
     assert isinstance(info.value, RuntimeError)  # what BMAC v1 raised
+    with pytest.raises(UnsafeSymbol):
+        await calc.calc_factors(T0, symbol="../x")
     assert clock.now_ms() >= DEADLINE
     # polled with backoff, not hundreds of times a second: at most ~10/s once backed off
     assert reader.polls <= 40 * 10 + 10
