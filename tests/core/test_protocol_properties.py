@@ -52,9 +52,10 @@ json_values = st.recursive(
 )
 symbols = st.from_regex(r"[A-Z0-9]{1,12}(_[A-Z0-9]{1,8})?", fullmatch=True)
 decimal_strings = st.builds(
-    lambda whole, frac: f"{whole}.{frac}",
+    lambda whole, frac, digits: f"{whole}.{frac % 10**digits:0{digits}d}",
     st.integers(min_value=0, max_value=10**12),
-    st.from_regex(r"[0-9]{1,8}", fullmatch=True),
+    st.integers(min_value=0, max_value=10**8),
+    st.integers(min_value=1, max_value=8),
 )
 
 
