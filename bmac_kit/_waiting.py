@@ -92,8 +92,8 @@ async def wait_for_period(
     """Hand symbols to ``on_ready`` as their data lands, until all are in or the deadline.
 
     Sleeps until the period end first (nothing can be ready before it). ``on_ready`` gets each
-    batch of newly ready symbols once; it runs before the next poll, so a slow batch delays
-    polling but never loses a symbol.
+    batch of newly ready symbols once; it runs before the next poll (due at once if the batch
+    took longer than the poll interval), so a slow batch never loses a symbol.
 
     Returns:
         The ready symbols, and those still missing when the deadline passed or the manifest
@@ -106,6 +106,7 @@ async def wait_for_period(
     done: set[str] = set()
     delay = MIN_POLL_S
     while True:
+        started = clock.now_ms()
         poll = await trio.to_thread.run_sync(watcher.poll)
         ready = poll.ready if poll.universe is None else poll.ready & poll.universe
         new = ready - done
@@ -126,6 +127,7 @@ async def wait_for_period(
                     missing=tuple(sorted(pending)),
                     universe=universe,
                 )
-        wake = now + int(delay * 1000 * clock.speed)
+        # polls start ``delay`` apart: after a slow batch the next poll is due at once
+        wake = started + int(delay * 1000 * clock.speed)
         await clock.sleep_until_ms(min(deadline_ms, wake))
         delay = min(MAX_POLL_S, delay * _BACKOFF)
