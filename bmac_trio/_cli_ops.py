@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from bmac_trio._clock import Clock, SystemClock, parse_clock_spec
+from bmac_trio._layout import LOCK_FILE
 from bmac_trio._status import (
     Health,
     HealthCode,
@@ -73,11 +74,18 @@ def status(
         health = Health(
             code=HealthCode.NO_DATA, reason=report_error, age_seconds=None, max_age_seconds=None
         )
-    running = _running(report)
+    pid = _recorder_pid(base, report) if base.is_dir() else None
+    if pid is not None and report is None and report_error is None and config_error is None:
+        health = Health(
+            code=HealthCode.NO_DATA,
+            reason=f"the recorder (pid {pid}) is starting: no complete period yet",
+            age_seconds=None,
+            max_age_seconds=health.max_age_seconds,
+        )
     if json:
-        _print_json(base, config, report, health, now_ms, running, config_error)
+        _print_json(base, config, report, health, now_ms, pid, config_error)
     else:
-        _print_text(base, config, report, health, now_ms, running)
+        _print_text(base, config, report, health, now_ms, pid)
     return int(health.code)
 
 
@@ -121,15 +129,35 @@ def _clock(spec: str | None, report: StatusReport | None) -> Clock:
     return SystemClock()
 
 
-def _running(report: StatusReport | None) -> bool | None:
-    """Whether the recorder's pid is alive on this machine (None: unknown)."""
-    if report is None or report.state in ("stopped", "crashed"):
-        return False if report is not None else None
+def _recorder_pid(base: Path, report: StatusReport | None) -> int | None:
+    """The pid of a live recorder of ``base`` on this machine, or None.
+
+    The lock file names the recorder holding it (also one still downloading history, before its
+    first status file); the status file names the one that wrote it.
+    """
+    candidates = [_lock_pid(base)]
+    if report is not None and report.state not in ("stopped", "crashed"):
+        candidates.append(report.pid)
+    for pid in candidates:
+        if pid is not None and pid > 0 and _alive(pid):
+            return pid
+    return None
+
+
+def _lock_pid(base: Path) -> int | None:
     try:
-        os.kill(report.pid, 0)
+        text = (base / LOCK_FILE).read_text("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
+    except OSError:  # EPERM: alive, another user's
         return True
     return True
 
@@ -150,7 +178,7 @@ def _print_text(
     report: StatusReport | None,
     health: Health,
     now_ms: int,
-    running: bool | None,
+    pid: int | None,
 ) -> None:
     rows: list[tuple[str, str]] = []
     if config is not None:
@@ -164,11 +192,18 @@ def _print_text(
             )
         )
         rows.append(("data", config["data_dir"]))
+    if report is None and pid is not None:
+        rows.append(("recorder", f"running (pid {pid}), starting"))
     if report is not None:
         up = format_age((report.updated_at_ms - report.started_at_ms) / 1000 / report.clock_speed)
-        alive = {True: "running", False: "not running", None: "unknown"}[running]
         speed = f", clock {report.clock_speed:g}x" if report.clock_speed != 1 else ""
-        rows.append(("recorder", f"{alive} (pid {report.pid}), {report.state}, up {up}{speed}"))
+        if pid is None:
+            who = f"not running (last pid {report.pid}, {report.state})"
+        elif pid == report.pid:
+            who = f"running (pid {pid}), {report.state}, up {up}{speed}"
+        else:
+            who = f"running (pid {pid}), starting; the status below is from pid {report.pid}"
+        rows.append(("recorder", who))
         if report.last_period_ms is not None:
             lag = report.last_period_lag_seconds
             lag_text = f"lag {lag:.3f} s" if lag is not None else "lag unknown"
@@ -213,7 +248,7 @@ def _print_json(
     report: StatusReport | None,
     health: Health,
     now_ms: int,
-    running: bool | None,
+    pid: int | None,
     config_error: str | None,
 ) -> None:
     word = {HealthCode.OK: "ok", HealthCode.STALE: "stale", HealthCode.NO_DATA: "no_data"}
@@ -225,7 +260,8 @@ def _print_json(
         "now_ms": now_ms,
         "age_seconds": health.age_seconds,
         "max_age_seconds": health.max_age_seconds,
-        "running": running,
+        "running": pid is not None,
+        "recorder_pid": pid,
         "config": config,
         "status": orjson.loads(report.to_json()) if report is not None else None,
     }

@@ -175,3 +175,15 @@ def test_status_file_is_replaced_atomically(tmp_path: Path) -> None:
     assert read_status(base) == report(periods_completed=2)
     # no temp files are left behind
     assert sorted(p.name for p in base.iterdir()) == ["bmac_status.json", "config.json"]
+
+
+def test_recorder_still_downloading_history(tmp_path: Path) -> None:
+    # A recorder holds the lock (its pid is in .bmac.lock) but has not written a status yet.
+    base = make_base(tmp_path)
+    (base / ".bmac.lock").write_text(f"{os.getpid()}\n")
+    out = run_cli("status", str(base))
+    assert out.returncode == 2
+    assert f"recorder  running (pid {os.getpid()}), starting" in out.stdout
+    assert f"the recorder (pid {os.getpid()}) is starting: no complete period yet" in out.stdout
+    data = orjson.loads(run_cli("status", str(base), "--json").stdout)
+    assert (data["running"], data["recorder_pid"], data["exit_code"]) == (True, os.getpid(), 2)
