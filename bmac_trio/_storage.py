@@ -188,15 +188,17 @@ class CandleStore:
         except FileNotFoundError:
             return None
         except Exception as exc:  # polars/pyarrow raise many types for a bad file
-            self._quarantine(path, f"unreadable ({type(exc).__name__}: {exc})")
+            self._quarantine(symbol, path, f"unreadable ({type(exc).__name__}: {exc})")
             return None
         problem = _frame_problem(frame)
         if problem:
-            self._quarantine(path, problem)
+            self._quarantine(symbol, path, problem)
             return None
         return frame
 
-    def _quarantine(self, path: Path, reason: str) -> Path | None:
+    def _quarantine(self, symbol: str, path: Path, reason: str) -> Path | None:
+        """Move a bad file aside, and its ready files away: they announce data it lacks."""
+        self._remove_ready(symbol)
         n = 1
         while (target := path.with_name(f"{path.name}.corrupt-{n}")).exists():
             n += 1
@@ -235,7 +237,7 @@ class CandleStore:
             except FileNotFoundError:
                 continue
             except Exception as exc:
-                self._quarantine(path, f"unreadable ({type(exc).__name__}: {exc})")
+                self._quarantine(symbol, path, f"unreadable ({type(exc).__name__}: {exc})")
                 continue
             if last is not None:
                 result[symbol] = last

@@ -168,8 +168,12 @@ def test_unsafe_symbol_is_refused(tmp_path: Path) -> None:
 def test_corrupt_and_wrong_schema_files_are_moved_aside(tmp_path: Path, save_type: str) -> None:
     s = store(tmp_path, save_type)
     path = s.path("BTCUSDT")
+    s.write("BTCUSDT", frame(T0, 1), IV.end(T0))
+    assert s.ready_run_times("BTCUSDT") == [IV.end(T0)]
     path.write_bytes(b"PAR1 torn garbage")
     assert s.read("BTCUSDT") is None
+    # its ready file no longer tells the truth, so it goes too
+    assert list(s.directory.glob("BTCUSDT_*.ready")) == []
     assert not path.exists()
     assert (s.directory / f"{path.name}.corrupt-1").read_bytes() == b"PAR1 torn garbage"
     wrong = pl.DataFrame({"candle_begin_time": [1, 2], "close": [1.0, 2.0]})
