@@ -113,9 +113,12 @@ async def test_single_symbol_missing_raises_at_the_deadline(datadir, autojump_cl
     assert reader.polls <= 40 * 10 + 10
 
 
+@pytest.mark.parametrize("save_type", ["parquet", "feather"])
 async def test_all_market_late_symbol_and_missing_one(
-    datadir, make_candles, autojump_clock
+    datadir, make_candles, autojump_clock, save_type: str
 ) -> None:
+    datadir.save_type = save_type
+    datadir.write_meta()
     symbols = ["AUSDT", "BUSDT", "CUSDT", "LATEUSDT", "GONEUSDT"]
     frames = {s: make_candles(50 + i, end_ms=T0, seed=i) for i, s in enumerate(symbols)}
     datadir.write_exginfo(symbols, T0)
