@@ -152,11 +152,10 @@ def _tail(market: MarketFrame, keep: int) -> MarketFrame:
     return MarketFrame(market.frame.gather(_ranges(starts, stops)), market.symbols, rows)
 
 
-def _evaluate(market: MarketFrame, specs: Sequence[FactorSpec]) -> pl.DataFrame:
-    """The newest value of each polars factor for each symbol (one query, ``.over``)."""
+def _evaluate(market: MarketFrame, specs: Sequence[FactorSpec]) -> pl.LazyFrame:
+    """Every polars factor for every symbol (``.over`` a sorted integer symbol key)."""
     exprs = [s.expr.over("_symbol").alias(s.column) for s in specs if s.expr is not None]
-    frame = market.frame.lazy().with_columns(_symbol=market.owner()).select(exprs).collect()
-    return frame.gather(_last_rows(market.rows))
+    return market.frame.lazy().with_columns(_symbol=market.owner()).select(exprs)
 
 
 def apply_all_market(
@@ -177,11 +176,15 @@ def apply_all_market(
         return result.with_columns(pl.lit(None, pl.Float64).alias(s.column) for s in specs)
     short = [s for s in specs if s.expr is not None and s.lookback is not None]
     full = [s for s in specs if s.expr is not None and s.lookback is None]
+    parts = []
     if short:
-        keep = max(s.lookback for s in short if s.lookback is not None)
-        result = result.hstack(_evaluate(_tail(market, keep), short))
+        tail = _tail(market, max(s.lookback for s in short if s.lookback is not None))
+        parts.append((_evaluate(tail, short), tail.rows))
     if full:
-        result = result.hstack(_evaluate(market, full))
+        parts.append((_evaluate(market, full), market.rows))
+    computed = pl.collect_all([query for query, _ in parts])  # one run, in parallel
+    for frame, (_, rows) in zip(computed, parts, strict=True):
+        result = result.hstack(frame.gather(_last_rows(rows)))
     pandas_specs = [s for s in specs if s.signal is not None]
     if pandas_specs:
         values: dict[str, list[float]] = {s.column: [] for s in pandas_specs}
