@@ -121,6 +121,8 @@ def read_market(paths: dict[str, Path]) -> MarketFrame:
         for symbol in symbols:
             try:
                 part = read_frame(paths[symbol])
+                if part.schema != CANDLE_SCHEMA:  # e.g. nanosecond times from other writers
+                    part = part.select(CANDLE_SCHEMA.names()).cast(dict(CANDLE_SCHEMA))
             except FileNotFoundError:
                 LOGGER.warning("%s vanished before it could be read", paths[symbol])
                 continue

@@ -96,6 +96,15 @@ def test_read_symbols_skips_a_vanished_or_corrupt_file(datadir, make_candles) ->
         "BUSDT"
     ]
     datadir.write_symbol("AUSDT", make_candles(10, end_ms=T0, seed=0))
+    # another writer's file: nanosecond times and an extra index column, or no candle columns
+    odd = make_candles(12, end_ms=T0, seed=1).with_columns(
+        pl.col("candle_begin_time", "candle_end_time").cast(pl.Datetime("ns", "UTC")),
+        __index_level_0__=pl.lit(0),
+    )
+    odd.write_parquet(reader.symbol_path("BUSDT"))
+    pl.DataFrame({"x": [1]}).write_parquet(reader.symbol_path("CUSDT"))
+    both = reader.read_symbols(["AUSDT", "BUSDT", "CUSDT"])
+    assert both.group_by("symbol").len().sort("symbol").rows() == [("AUSDT", 10), ("BUSDT", 12)]
     reader.symbol_path("BUSDT").unlink()
     assert reader.read_symbols(["AUSDT", "BUSDT"]).get_column("symbol").unique().to_list() == [
         "AUSDT"
