@@ -3,6 +3,7 @@ metrics scraped from the running recorder, the log file, and SIGTERM -> exit 0."
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -131,6 +132,16 @@ def test_cron_two_copies_status_metrics_and_sigterm(
     assert samples["bmac_rest_weight_spent_total"] > 0
     assert samples["bmac_period_lag_seconds_count"] >= 1
     assert samples["bmac_symbols_ready"] >= 1
+
+    # logrotate's copytruncate: the file is truncated under the running recorder, which goes on
+    # appending at the new end (no hole of NUL bytes where the old content was)
+    assert "all symbols ready" in log_file.read_text()
+    os.truncate(log_file, 0)
+    _lines_until(winner.stderr, r"all symbols ready \(\d+/\d+\), period lag", seen)
+    _lines_until(winner.stderr, r"Last updated", seen)  # logged after it: the file has it now
+    rotated = log_file.read_bytes()
+    assert b"all symbols ready" in rotated
+    assert not rotated.startswith(b"\0")
 
     # SIGTERM: finish the writes in progress, exit 0; the log went to the file too
     winner.send_signal(signal.SIGTERM)
