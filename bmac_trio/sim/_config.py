@@ -58,6 +58,9 @@ class SimConfig:
     weight_limit: int | None = None
     #: Ban lengths double from this (exchange seconds) up to three days.
     ban_seconds: int = 120
+    #: Real seconds after a 429 during which further requests count as already in flight
+    #: (answered 429 again, not banned).
+    ban_grace_s: float = 0.25
     #: A WebSocket connection is cut after this many exchange seconds (Binance: 24 h).
     ws_max_lifetime_s: float = 24 * 3600.0
     #: Server ping period in exchange seconds (None: 20 s spot, 180 s futures).

@@ -78,11 +78,17 @@ class Faults:
 
 
 class MarketEvents:
-    """Script the market's life while it runs (times are exchange epoch ms)."""
+    """Script the market's life while it runs (times are exchange epoch ms).
 
-    def __init__(self, ex: Exchange, hub: Hub) -> None:
+    What has been published cannot be unpublished: a delisting, expiry or maintenance window
+    that would start in the past starts now instead (so the ground truth keeps every candle
+    already served). Listing in the past is allowed (it only adds history).
+    """
+
+    def __init__(self, ex: Exchange, hub: Hub, clock: Clock) -> None:
         self._ex = ex
         self._hub = hub
+        self._clock = clock
 
     def list_symbol(self, symbol: str, at_ms: int) -> None:
         """List ``symbol`` at ``at_ms`` (a new symbol, or an existing one moved)."""
@@ -90,13 +96,16 @@ class MarketEvents:
         self._hub.wake()
 
     def delist_symbol(self, symbol: str, at_ms: int) -> None:
-        """Delist ``symbol`` at ``at_ms``."""
-        self._ex.delist_symbol(symbol, at_ms)
+        """Delist ``symbol`` at ``at_ms`` (not earlier than now)."""
+        self._ex.delist_symbol(symbol, max(at_ms, self._clock.now_ms()))
 
     def set_delivery(self, symbol: str, at_ms: int) -> None:
-        """Move a delivery contract's expiry to ``at_ms``."""
-        self._ex.set_delivery(symbol, at_ms)
+        """Move a delivery contract's expiry to ``at_ms`` (not earlier than now)."""
+        self._ex.set_delivery(symbol, max(at_ms, self._clock.now_ms()))
 
     def maintenance(self, start_ms: int, end_ms: int) -> None:
-        """No candles and silent streams during ``[start_ms, end_ms)``."""
-        self._ex.add_maintenance(start_ms, end_ms)
+        """No candles, silent streams during ``[start_ms, end_ms)``, from now at the earliest."""
+        start = max(start_ms, self._clock.now_ms())
+        if end_ms > start:
+            self._ex.add_maintenance(start, end_ms)
+            self._hub.wake()

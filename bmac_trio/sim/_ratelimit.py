@@ -3,7 +3,9 @@
 Weight is counted per client IP per exchange-clock minute. A request that takes the minute
 over the limit gets 429 with ``Retry-After`` = seconds to the end of the minute; a request sent
 before that has passed gets a 418 ban (2 minutes, doubling up to 3 days), and so does every
-request until the ban ends. ``Retry-After`` is in exchange seconds: a client on a scaled clock
+request until the ban ends. Requests arriving within ``grace_ms`` of the 429 were already in
+flight (the client could not have read it yet): they get 429 too, not a ban.
+``Retry-After`` is in exchange seconds: a client on a scaled clock
 may wait ``clock.to_real(retry_after)`` (waiting longer is always safe).
 """
 
@@ -22,6 +24,7 @@ class _IpState:
     minute: int = -1
     used: int = 0
     penalty_until: int = 0
+    last_429: int = 0
     ban_until: int = 0
     bans: int = 0
 
@@ -44,10 +47,13 @@ def _ceil_s(ms: int) -> int:
 class WeightLimiter:
     """Weight per IP per minute, with Binance's 429 → 418 escalation."""
 
-    def __init__(self, limit: int, *, futures: bool, ban_seconds: int = 120) -> None:
+    def __init__(
+        self, limit: int, *, futures: bool, ban_seconds: int = 120, grace_ms: int = 0
+    ) -> None:
         self.limit = limit
         self.futures = futures
         self.ban_seconds = ban_seconds
+        self.grace_ms = grace_ms
         self._ips: dict[str, _IpState] = {}
         self.weight_by_ip: dict[str, int] = {}
 
@@ -100,33 +106,33 @@ class WeightLimiter:
         if now_ms < st.ban_until:
             return self._banned(st, now_ms)
         if now_ms < st.penalty_until:
+            if now_ms - st.last_429 < self.grace_ms:
+                return self._too_many(st, now_ms, st.penalty_until)
             return self._ban(st, now_ms)
         st.used += weight
         self.weight_by_ip[ip] = self.weight_by_ip.get(ip, 0) + weight
         if st.used > self.limit:
-            next_minute = (st.minute + 1) * _MINUTE_MS
-            st.penalty_until = next_minute
-            return Verdict(
-                status=429,
-                used=st.used,
-                retry_after=_ceil_s(next_minute - now_ms),
-                code=-1003,
-                msg=self._limit_msg(),
-            )
+            st.last_429 = now_ms
+            st.penalty_until = (st.minute + 1) * _MINUTE_MS
+            return self._too_many(st, now_ms, st.penalty_until)
         return Verdict(status=200, used=st.used)
+
+    def _too_many(self, st: _IpState, now_ms: int, until_ms: int) -> Verdict:
+        return Verdict(
+            status=429,
+            used=st.used,
+            retry_after=_ceil_s(until_ms - now_ms),
+            code=-1003,
+            msg=self._limit_msg(),
+        )
 
     def force_429(self, ip: str, now_ms: int, retry_after_s: int) -> Verdict:
         """A 429 on demand (fault injection): a request before ``retry_after_s`` is banned."""
         st = self._state(ip, now_ms)
         if now_ms < st.ban_until:
             return self._banned(st, now_ms)
-        if now_ms < st.penalty_until:
+        if now_ms < st.penalty_until and now_ms - st.last_429 >= self.grace_ms:
             return self._ban(st, now_ms)
+        st.last_429 = now_ms
         st.penalty_until = now_ms + retry_after_s * 1000
-        return Verdict(
-            status=429,
-            used=st.used,
-            retry_after=retry_after_s,
-            code=-1003,
-            msg=self._limit_msg(),
-        )
+        return self._too_many(st, now_ms, st.penalty_until)

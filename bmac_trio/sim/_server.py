@@ -50,7 +50,7 @@ class Simulator:
         self.limiter = limiter
         self.faults = faults
         self.stats = stats
-        self.market_events = MarketEvents(ex, hub)
+        self.market_events = MarketEvents(ex, hub, clock)
         self.host = cfg.host
         self.port = port
         self.rest_url = f"http://{cfg.host}:{port}"
@@ -93,7 +93,10 @@ async def open_simulator(cfg: SimConfig, *, clock: Clock | None = None) -> Async
     stats = SimStats()
     hub = Hub(ex, clock, cfg, stats)
     limit = cfg.weight_limit or ex.market.default_weight_limit
-    limiter = WeightLimiter(limit, futures=ex.market.is_futures, ban_seconds=cfg.ban_seconds)
+    grace_ms = int(cfg.ban_grace_s * 1000 * clock.speed)
+    limiter = WeightLimiter(
+        limit, futures=ex.market.is_futures, ban_seconds=cfg.ban_seconds, grace_ms=grace_ms
+    )
     faults = Faults(hub, clock, stats)
     app = SimApp(ex, hub, limiter, faults, clock, stats)
     ping_s = cfg.ping_interval_s or ex.market.ping_interval_s

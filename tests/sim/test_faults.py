@@ -165,7 +165,7 @@ async def test_slow_rest() -> None:
 
 
 async def test_forced_rate_limit_then_ban_if_ignored() -> None:
-    async with running(START_MS, market="spot", symbols=4) as (sim, client):
+    async with running(START_MS, market="spot", symbols=4, ban_grace_s=0) as (sim, client):
         sim.faults.rate_limit(count=1, retry_after_s=5)
         status, body, headers = await get_json(client, "/ping")
         assert (status, body["code"]) == (429, -1003)
@@ -184,3 +184,24 @@ async def test_forced_rate_limit_obeyed_is_not_banned() -> None:
         await sim.clock.sleep_until_ms(sim.clock.now_ms() + int(headers["retry-after"]) * 1000)
         status, _, _ = await get_json(client, "/ping")
         assert status == 200
+
+
+async def test_requests_in_flight_when_429_was_sent_are_not_banned() -> None:
+    async with running(START_MS, speed=10.0, market="um", symbols=4, ban_grace_s=0.5) as (
+        sim,
+        client,
+    ):
+        sim.faults.rate_limit(count=1, retry_after_s=30)
+        statuses = []
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):  # sent together: none can have seen the 429 yet
+
+                async def one() -> None:
+                    statuses.append((await get_json(client, "/ping"))[0])
+
+                nursery.start_soon(one)
+        assert sorted(statuses) == [429, 429, 429, 429]
+        # Past the grace, still inside Retry-After: that is ignoring it.
+        await sim.clock.sleep_until_ms(sim.clock.now_ms() + 6_000)
+        status, _, _ = await get_json(client, "/ping")
+        assert status == 418

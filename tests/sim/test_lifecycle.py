@@ -187,3 +187,13 @@ async def test_clock_is_injected() -> None:
     ex = Exchange(SimConfig(market="um", symbols=3), clock.now_ms())
     assert ex.start_ms == START_MS
     assert ex.data_start_ms == START_MS - 3000 * MIN
+
+
+async def test_events_cannot_rewrite_the_past() -> None:
+    async with running(START_MS + 1000, market="um", symbols=6) as (sim, _):
+        before = sim.ground_truth("BTCUSDT", "1m")
+        sim.market_events.maintenance(START_MS - 10 * MIN, START_MS + 5 * MIN)
+        sim.market_events.delist_symbol("ETHUSDT", START_MS - 30 * MIN)
+        assert sim.ground_truth("BTCUSDT", "1m") == before  # already published: kept
+        assert sim.ground_truth("ETHUSDT", "1m")[-1][0] == START_MS - MIN
+        assert sim.exchange.in_maintenance(START_MS + 2 * MIN)

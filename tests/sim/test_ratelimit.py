@@ -41,3 +41,10 @@ def test_waiting_out_retry_after_avoids_the_ban() -> None:
     v = lim.check("a", 11, T0 + 50_000)
     assert (v.status, v.retry_after) == (429, 10)
     assert lim.check("a", 1, T0 + MIN).status == 200
+
+
+def test_grace_for_requests_already_in_flight() -> None:
+    lim = WeightLimiter(10, futures=True, grace_ms=500)
+    assert lim.check("a", 11, T0).status == 429
+    assert lim.check("a", 1, T0 + 499).status == 429
+    assert lim.check("a", 1, T0 + 500).status == 418

@@ -59,7 +59,9 @@ async def test_weight_headers_on_errors_and_other_endpoints() -> None:
 
 async def test_429_then_418_ban_with_retry_after() -> None:
     with trio.fail_after(20):
-        async with running(START_MS + 1000, market="spot", symbols=4, weight_limit=10) as (
+        async with running(
+            START_MS + 1000, market="spot", symbols=4, weight_limit=10, ban_grace_s=0
+        ) as (
             sim,
             client,
         ):
