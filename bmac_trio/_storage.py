@@ -38,6 +38,7 @@ The newest ``min(1000, 2 * num_candles)`` manifests are kept.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import re
@@ -97,10 +98,15 @@ _READY_RE: Final = re.compile(r"^(?P<symbol>.+)_(?P<label>\d{8}_\d{6})\.ready$")
 _LABEL_RE: Final = re.compile(r"^\d{8}_\d{6}\.json$")
 
 
-def _read_frame(path: Path, save_type: SaveType) -> pl.DataFrame:
+def _read_bytes(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def _parse_frame(data: bytes, save_type: SaveType) -> pl.DataFrame:
+    buffer = io.BytesIO(data)
     if save_type == "parquet":
-        return pl.read_parquet(path)
-    return pl.read_ipc(path)
+        return pl.read_parquet(buffer)
+    return pl.read_ipc(buffer)
 
 
 def _label_ms(label: str, tz: ZoneInfo) -> int | None:
@@ -181,13 +187,20 @@ class CandleStore:
 
         A torn, corrupt or wrong-schema file is moved aside to ``<name>.corrupt-<n>`` (kept for
         inspection) and None is returned, so the recorder refetches instead of crashing.
+
+        Raises:
+            StorageError: the disk refused the read (permissions, I/O error); the file stays.
         """
         path = self.path(symbol)
         try:
-            frame = _read_frame(path, self.save_type)
+            data = _read_bytes(path)  # one open: a consistent version, and OS errors apart
         except FileNotFoundError:
             return None
-        except Exception as exc:  # polars/pyarrow raise many types for a bad file
+        except OSError as exc:  # the disk, not the file: keep it where it is
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        try:
+            frame = _parse_frame(data, self.save_type)
+        except Exception as exc:  # polars raises many types (even OSError) for a bad file
             self._quarantine(symbol, path, f"unreadable ({type(exc).__name__}: {exc})")
             return None
         problem = _frame_problem(frame)

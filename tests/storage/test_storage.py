@@ -170,16 +170,19 @@ def test_corrupt_and_wrong_schema_files_are_moved_aside(tmp_path: Path, save_typ
     path = s.path("BTCUSDT")
     s.write("BTCUSDT", frame(T0, 1), IV.end(T0))
     assert s.ready_run_times("BTCUSDT") == [IV.end(T0)]
+    path.write_bytes(b"")
+    assert s.read("BTCUSDT") is None
+    assert (s.directory / f"{path.name}.corrupt-1").exists()
     path.write_bytes(b"PAR1 torn garbage")
     assert s.read("BTCUSDT") is None
     # its ready file no longer tells the truth, so it goes too
     assert list(s.directory.glob("BTCUSDT_*.ready")) == []
     assert not path.exists()
-    assert (s.directory / f"{path.name}.corrupt-1").read_bytes() == b"PAR1 torn garbage"
+    assert (s.directory / f"{path.name}.corrupt-2").read_bytes() == b"PAR1 torn garbage"
     wrong = pl.DataFrame({"candle_begin_time": [1, 2], "close": [1.0, 2.0]})
     write_frame_atomic(wrong, path, save_type)
     assert s.read("BTCUSDT") is None
-    assert (s.directory / f"{path.name}.corrupt-2").exists()
+    assert (s.directory / f"{path.name}.corrupt-3").exists()
     unsorted = pl.concat([frame(IV.add(T0, 1), 1), frame(T0, 1)])
     write_frame_atomic(unsorted, path, save_type)
     assert s.read("BTCUSDT") is None
@@ -397,3 +400,35 @@ def test_disk_full_from_polars_is_a_storage_error(
     monkeypatch.undo()
     assert_frame_equal(s.read("BTCUSDT"), old)
     assert [p.name for p in s.directory.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_read_error_of_the_disk_is_not_corruption(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = store(tmp_path)
+    s.write("BTCUSDT", frame(T0, 2), None)
+
+    def denied(path: Path) -> bytes:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(_storage, "_read_bytes", denied)
+    with pytest.raises(StorageError, match="Permission denied"):
+        s.read("BTCUSDT")
+    monkeypatch.undo()
+    assert s.read("BTCUSDT").height == 2
+    assert list(s.directory.glob("*.corrupt-*")) == []
+
+
+@pytest.mark.parametrize("save_type", ["parquet", "feather"])
+def test_every_truncation_of_a_real_file_is_moved_aside(tmp_path: Path, save_type: str) -> None:
+    s = store(tmp_path, save_type, num_candles=500)
+    s.write("BTCUSDT", frame(T0, 500, 3.0), None)
+    path = s.path("BTCUSDT")
+    data = path.read_bytes()
+    cuts = sorted({*range(0, len(data), max(1, len(data) // 25)), len(data) - 1})
+    for n, cut in enumerate(cuts, start=1):
+        path.write_bytes(data[:cut])
+        assert s.read("BTCUSDT") is None, cut
+        assert (s.directory / f"{path.name}.corrupt-{n}").exists()
+    path.write_bytes(data)
+    assert s.read("BTCUSDT").height == 500
