@@ -292,7 +292,7 @@ def demo(
     periods
         How many live periods to watch before stopping.
     symbols
-        How many simulated USDⓈ-M perpetual symbols.
+        How many symbols the simulated USDⓈ-M market lists (its USDT perpetuals are recorded).
     candles
         Candles kept per symbol (num_candles).
     speed
@@ -325,4 +325,8 @@ def demo(
     options = DemoOptions(
         directory=base, periods=periods, symbols=symbols, candles=candles, speed=speed
     )
-    return trio.run(run_demo, options)
+    try:
+        return trio.run(run_demo, options)
+    except KeyboardInterrupt:
+        print(f"bmac-trio demo: interrupted; what was recorded is in {base}", file=sys.stderr)
+        return 130

@@ -15,10 +15,11 @@ import io
 import logging
 import os
 import shutil
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import orjson
 import trio
@@ -135,41 +136,76 @@ async def run_demo(options: DemoOptions) -> int:
         )
         status = StatusTracker(base, report, clock)
         recorder_options = RecorderOptions(handle_signals=False, restart_backoff_s=1.0)
+        stop = _Stop()
         async with trio.open_nursery() as nursery:
-            handle = await nursery.start(
-                lambda task_status: run_recorder(
-                    config,
-                    clock=clock,
-                    status=status,
-                    options=recorder_options,
-                    task_status=task_status,
-                )
-            )
-            await handle.wait_until(lambda h: h.stats.history_finished is not None)
-            _say(
-                f"History of {handle.stats.history_symbols} {trade_type} symbols on disk; "
-                f"now live, watching {options.periods} periods:"
-            )
-            shown = set(handle.stats.completed)
-            live = 0
-            while live < options.periods:
-                await handle.wait_until(lambda h: not set(h.stats.completed) <= shown)
-                for run_time_ms in handle.stats.completed:
-                    if run_time_ms in shown or live >= options.periods:
-                        continue
-                    shown.add(run_time_ms)
-                    live += 1
-                    lag = handle.stats.lags.get(run_time_ms)
-                    lag_text = "n/a" if lag is None else f"{lag * 1000:.0f} ms"
-                    _say(
-                        f"  period {live}/{options.periods} ending "
-                        f"{_utc(run_time_ms)} complete on disk, lag {lag_text}"
+            nursery.start_soon(_watch_interrupt, stop)
+            with stop.scope:
+                stop.handle = await nursery.start(
+                    lambda task_status: run_recorder(
+                        config,
+                        clock=clock,
+                        status=status,
+                        options=recorder_options,
+                        task_status=task_status,
                     )
-            handle.stop()
+                )
+                await _watch_periods(stop.handle, trade_type, options)
+            stop.stop(interrupted=stop.interrupted)
         status.update(state="stopped")
         await status.save()
+    if stop.interrupted:
+        _say(f"Interrupted (Ctrl-C); the recorder stopped cleanly. Data so far: {base}/")
+        return 130
     _finish(base, config.candle_dir, options)
     return 0
+
+
+class _Stop:
+    """Ends the demo: after the last period, or at Ctrl-C (then the recorder still stops
+    cleanly, finishing the writes in progress)."""
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.handle: Any = None
+        self.interrupted = False
+        self.watcher = trio.CancelScope()
+
+    def stop(self, *, interrupted: bool) -> None:
+        self.interrupted = interrupted
+        self.scope.cancel()
+        self.watcher.cancel()
+        if self.handle is not None:
+            self.handle.stop()
+
+
+async def _watch_interrupt(stop: _Stop) -> None:
+    with stop.watcher, trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            stop.stop(interrupted=True)  # also cancels a recorder that is still starting
+            return
+
+
+async def _watch_periods(handle: Any, trade_type: str, options: DemoOptions) -> None:
+    await handle.wait_until(lambda h: h.stats.history_finished is not None)
+    _say(
+        f"History of {handle.stats.history_symbols} {trade_type} symbols on disk; "
+        f"now live, watching {options.periods} periods:"
+    )
+    shown = set(handle.stats.completed)
+    live = 0
+    while live < options.periods:
+        await handle.wait_until(lambda h: not set(h.stats.completed) <= shown)
+        for run_time_ms in handle.stats.completed:
+            if run_time_ms in shown or live >= options.periods:
+                continue
+            shown.add(run_time_ms)
+            live += 1
+            lag = handle.stats.lags.get(run_time_ms)
+            lag_text = "n/a" if lag is None else f"{lag * 1000:.0f} ms"
+            _say(
+                f"  period {live}/{options.periods} ending "
+                f"{_utc(run_time_ms)} complete on disk, lag {lag_text}"
+            )
 
 
 def _utc(ms: int) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
 from pathlib import Path
 
 import orjson
@@ -11,7 +13,7 @@ import pytest
 
 from bmac_trio._layout import CANDLE_SCHEMA
 
-from .conftest import run_cli
+from .conftest import BMAC_TRIO, run_cli
 
 
 @pytest.mark.slow
@@ -76,3 +78,27 @@ def test_demo_refuses_a_directory_that_is_not_its_own(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert "not empty and was not made by bmac-trio demo" in out.stderr
     assert (precious / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [BMAC_TRIO, "demo", str(tmp_path / "demo"), "--symbols", "6", "--candles", "200"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # wait until it records, then press Ctrl-C
+            if "now live" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stdout.read()
+        assert proc.wait(timeout=30) == 130
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+    assert "Interrupted (Ctrl-C); the recorder stopped cleanly" in rest
+    assert (tmp_path / "demo" / "bmac_status.json").exists()
