@@ -294,7 +294,7 @@ class Book:
     def on_deadline(self, run_time_ms: int) -> tuple[list[Fetch], PeriodReport | None]:
         """The deadline of a period passed: fetch what is late, report what is missing.
 
-        Returns no report for a period that is no longer (or never was) tracked.
+        Returns no report for a period that is complete, or no longer (or never was) tracked.
         """
         period = self.periods.get(run_time_ms)
         if period is None:
@@ -311,6 +311,8 @@ class Book:
             # None: REST said "no candle" before the close; ask once more, it is closed now
             fetches += self._want(symbol, state, missing or (candle, candle), "deadline")
         period.deadline_passed = True
+        if period.reported_complete:
+            return fetches, None  # already complete: nothing new to report
         return fetches, self._report(run_time_ms, period)
 
     # --- internals -----------------------------------------------------------------------------

@@ -134,6 +134,8 @@ class Dispatcher:
         self.manifest_lock = trio.Lock()
         self.exginfo_lock = trio.Lock()
         self.history_pending: set[str] = set()
+        #: History fetched, its last write still running: ready when that write lands.
+        self.history_after_write: set[str] = set()
         #: Symbols whose files are being read before they join the book.
         self._adopting: set[str] = set()
         self.last_updated: str | None = None
@@ -212,11 +214,15 @@ class Dispatcher:
         if fetch.reason == "gap" and self.metrics is not None:
             self.metrics.gap_refilled(self.interval.count(fetch.first_open_ms, fetch.last_open_ms))
         if fetch.reason in ("history", "listing") and fetch.symbol in self.history_pending:
-            self.history_pending.discard(fetch.symbol)
-            self._history_progress()
+            if fetch.symbol in self.writing:
+                self.history_after_write.add(fetch.symbol)  # ready once it is on disk
+            else:
+                self.history_pending.discard(fetch.symbol)
+                self._history_progress()
 
     def _send_fetches(self, fetches: list[Fetch]) -> None:
         for fetch in fetches:
+            log.debug("fetch %s", fetch)
             self.stats.fetches += 1
             try:
                 self.fetches.send_nowait(fetch)
@@ -382,6 +388,10 @@ class Dispatcher:
                     self._reports(self.book.on_written(symbol, last_open))
         finally:
             self.writing.discard(symbol)
+            if symbol in self.history_after_write:
+                self.history_after_write.discard(symbol)
+                self.history_pending.discard(symbol)
+                self._history_progress()
             if not self.writing:
                 self.idle.set()
 

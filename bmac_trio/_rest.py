@@ -285,6 +285,7 @@ async def _fetch_page(
         call, clock=clock, what=f"klines {fetch.symbol}", attempts=attempts, on_ban=on_ban
     )
     closed = closed_only(candles, rest.interval, clock.now_ms())
+    log.debug("page %s %s: %d rows, %d closed", fetch.symbol, request, len(candles), len(closed))
     if closed:
         await inbox.send(
             Klines(

@@ -148,13 +148,20 @@ def assert_matches_truth(env: Env, symbols: list[str] | None = None, *, through_
         assert opens, symbol
         last = opens[-1]
         assert interval.end(last) >= through_ms, (symbol, last, through_ms)
-        since = interval.add(last, -(config.num_candles + 5))
+        # from well before the file's first candle, so a missing head would show
+        since = interval.add(opens[0], -config.num_candles)
         truth = [
             row
             for row in env.sim.ground_truth(symbol, interval.name, since_ms=since)
             if row[0] <= last
         ][-config.num_candles :]
-        assert opens == [row[0] for row in truth], f"{symbol}: open times differ"
+        want = [row[0] for row in truth]
+        if opens != want:
+            lost, extra = sorted(set(want) - set(opens)), sorted(set(opens) - set(want))
+            raise AssertionError(
+                f"{symbol}: missing {lost[:5]}..{lost[-2:]} ({len(lost)}), "
+                f"extra {extra[:5]}..{extra[-2:]} ({len(extra)})"
+            )
         ends = frame["candle_end_time"].dt.epoch("ms").to_list()
         assert ends == [interval.end(t) for t in opens], symbol
         for name in FLOAT_COLUMNS:

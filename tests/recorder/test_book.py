@@ -116,10 +116,7 @@ def test_period_completes_when_all_written() -> None:
     ]
     # a second write does not re-report; the deadline finds nothing to fetch
     assert b.on_written("BBB", T0 + M) == []
-    fetches, report = b.on_deadline(run_time)
-    assert fetches == []
-    assert report is not None
-    assert report.is_complete
+    assert b.on_deadline(run_time) == ([], None)
 
 
 def test_deadline_fetches_late_symbol_and_late_completion_rereports() -> None:
