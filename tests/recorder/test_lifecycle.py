@@ -1,0 +1,181 @@
+"""Symbols come and go, the recorder stops and starts: against the simulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+import trio
+
+from bmac_trio._cli_run import check, run
+from bmac_trio._layout import DELISTED_DIR, data_file
+from bmac_trio._lock import acquire_lock
+from bmac_trio.sim import SimConfig
+
+from .conftest import assert_matches_truth, recording, run_against, simulator, write_config
+
+UM = {"interval": "1m", "trade_type": "usdt_perp", "num_candles": 60}
+
+
+async def test_listing_and_delisting(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with recording(tmp_path, SimConfig(market="um", symbols=10, seed=21), **UM) as env:
+            await env.history()
+            [first] = await env.periods(1)
+            listeners_before = env.handle.listeners.connects
+            env.sim.market_events.list_symbol("NEWUSDT", first + 30_000)
+            env.sim.market_events.delist_symbol("SIM003USDT", first + 90_000)
+            await env.handle.wait_until(
+                lambda h: "NEWUSDT" in h.stats.listed and "SIM003USDT" in h.stats.delisted
+            )
+            n = len(env.handle.stats.completed)
+            done = await env.periods(n + 2)
+            config = env.config
+            assert "NEWUSDT" in env.handle.symbols
+            assert "SIM003USDT" not in env.handle.symbols
+            assert_matches_truth(env, through_ms=done[-1])
+            # delisted history kept aside, not deleted; no ready file left behind
+            assert not data_file(config.candle_dir, "SIM003USDT", "parquet").exists()
+            assert (config.candle_dir / DELISTED_DIR / "SIM003USDT.pqt").exists()
+            assert not list(config.candle_dir.glob("SIM003USDT_*.ready"))
+            # SUBSCRIBE/UNSUBSCRIBE on live connections, nobody reconnected
+            assert env.handle.listeners.subscribe_messages >= 2
+            assert env.handle.listeners.connects == listeners_before
+
+
+async def test_delivery_contract_expires(tmp_path: Path) -> None:
+    config = {**UM, "trade_type": "usdt_deli"}
+    with trio.fail_after(30):
+        async with recording(tmp_path, SimConfig(market="um", symbols=8, seed=22), **config) as env:
+            await env.history()
+            [first] = await env.periods(1)
+            symbols = sorted(env.handle.symbols)
+            assert len(symbols) == 2  # BTCUSDT_yymmdd, ETHUSDT_yymmdd
+            expiring = symbols[0]
+            env.sim.market_events.set_delivery(expiring, first + 120_000)
+            await env.handle.wait_until(lambda h: expiring in h.stats.delisted)
+            n = len(env.handle.stats.completed)
+            done = await env.periods(n + 1)
+            assert env.handle.symbols == frozenset(symbols[1:])
+            assert_matches_truth(env, symbols[1:], through_ms=done[-1])
+            kept = env.config.candle_dir / DELISTED_DIR / f"{expiring}.pqt"
+            assert kept.exists()
+
+
+async def test_restart_after_10_minutes_down_fetches_only_the_tail(tmp_path: Path) -> None:
+    base = tmp_path / "data"
+    with trio.fail_after(40):
+        async with simulator(SimConfig(market="um", symbols=12, seed=23), speed=300) as (
+            sim,
+            clock,
+        ):
+            async with run_against(sim, clock, base, **{**UM, "num_candles": 1500}) as env:
+                await env.history()
+                await env.periods(2)
+                first_weight = env.handle.weight_spent
+            stopped = clock.now_ms()
+            await clock.sleep_until_ms(stopped + 10 * 60_000)
+            async with run_against(sim, clock, base, **{**UM, "num_candles": 1500}) as env:
+                await env.history()
+                weight = env.handle.weight_spent
+                symbols = len(env.handle.symbols)
+                print(
+                    f"restart after 10 min: {weight} weight for {symbols} symbols "
+                    f"({weight / symbols:.2f} per symbol; first start {first_weight})"
+                )
+                # exchangeInfo (1) + one klines call of < 100 candles (1) per symbol
+                assert weight <= 1 + symbols
+                done = await env.periods(2)
+                assert_matches_truth(env, through_ms=done[-1])
+
+
+async def test_symbol_name_escaping_the_directory_is_refused(tmp_path: Path) -> None:
+    # an exchangeInfo snapshot whose symbols include names that would escape the directory
+    snapshot = tmp_path / "exchange_info.json"
+    good = ["BTCUSDT", "ETHUSDT"]
+    evil = ["../../EVILUSDT", "..", "A/BUSDT", ".HIDDENUSDT"]
+
+    def entry(symbol: str) -> dict[str, object]:
+        return {
+            "symbol": symbol, "pair": symbol, "contractType": "PERPETUAL",
+            "deliveryDate": 4133404800000, "onboardDate": 1569398400000, "status": "TRADING",
+            "baseAsset": "BTC", "quoteAsset": "USDT", "marginAsset": "USDT",
+            "pricePrecision": 2, "quantityPrecision": 3, "baseAssetPrecision": 8,
+            "quotePrecision": 8,
+            "filters": [
+                {"filterType": "PRICE_FILTER", "minPrice": "0.10", "maxPrice": "100000",
+                 "tickSize": "0.10"},
+                {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "1000",
+                 "stepSize": "0.001"},
+                {"filterType": "MIN_NOTIONAL", "notional": "5"},
+            ],
+        }  # fmt: skip
+
+    body = {
+        "timezone": "UTC",
+        "serverTime": 1767225600000,
+        "rateLimits": [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+             "limit": 2400}
+        ],
+        "symbols": [entry(s) for s in good + evil],
+    }  # fmt: skip
+    snapshot.write_bytes(orjson.dumps(body))
+    with trio.fail_after(30):
+        async with recording(tmp_path, SimConfig(market="um", symbols=snapshot), **UM) as env:
+            await env.history()
+            done = await env.periods(1)
+            assert env.handle.symbols == frozenset(good)
+            assert_matches_truth(env, through_ms=done[-1])
+    files = await trio.to_thread.run_sync(lambda: [p.name for p in tmp_path.rglob("*")])
+    assert [n for n in files if "EVIL" in n or "HIDDEN" in n] == []
+    top = await trio.to_thread.run_sync(lambda: sorted(p.name for p in tmp_path.iterdir()))
+    assert top == ["data", "exchange_info.json"]
+
+
+BASE = {"interval": "1m", "trade_type": "usdt_perp"}
+BAD_CONFIGS = [
+    (b"{not json", "not valid JSON"),
+    (orjson.dumps({"trade_type": "usdt_perp"}), "'interval'"),
+    (orjson.dumps({**BASE, "interval": "7m"}), "'interval'"),
+    (orjson.dumps({**BASE, "trade_type": "usdt_future"}), "'trade_type'"),
+    (orjson.dumps({**BASE, "num_candle": 5}), "'num_candle'"),
+    (orjson.dumps({**BASE, "num_candles": "9"}), "'num_candles'"),
+    (orjson.dumps({**BASE, "save_type": "csv"}), "'save_type'"),
+    (orjson.dumps({**BASE, "trade_type": "usdt_spot", "funding_rate": True}), "'funding_rate'"),
+    (orjson.dumps({**BASE, "rest_url": "ftp://x"}), "'rest_url'"),
+]
+
+
+@pytest.mark.parametrize(("content", "key"), BAD_CONFIGS)
+def test_bad_config_exits_non_zero_naming_the_key_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, key: str
+) -> None:
+    base = tmp_path / "data"
+    base.mkdir()
+    (base / "config.json").write_bytes(content)
+    assert run(base) != 0
+    err = capsys.readouterr().err
+    assert key in err
+    assert check(base) != 0
+    assert sorted(p.name for p in base.iterdir()) == ["config.json"]
+
+
+def test_second_copy_exits_zero_with_a_clear_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = tmp_path / "data"
+    write_config(base, interval="1m", trade_type="usdt_perp", rest_url="http://127.0.0.1:9")
+    with acquire_lock(base):
+        assert run(base) == 0
+    err = capsys.readouterr().err
+    assert "already being recorded" in err
+    assert not (base / "usdt_perp_1m").exists()
+
+
+def test_check_accepts_a_good_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = tmp_path / "data"
+    write_config(base, interval="5m", trade_type="usdt_swap", save_type="feather")
+    assert check(base) == 0
+    assert "usdt_swap 5m, feather" in capsys.readouterr().out
