@@ -18,6 +18,8 @@ from typing import Literal
 
 import orjson
 
+from bmac_trio._intervals import ALL_INTERVALS
+
 __all__ = ["Scenario", "SimConfig", "load_scenario"]
 
 MarketLiteral = Literal["spot", "um", "cm"]
@@ -76,6 +78,25 @@ class SimConfig:
     #: Frames a slow client may have queued before it is disconnected.
     send_queue_frames: int = 20_000
     scenario: Scenario = field(default_factory=Scenario)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.market not in ("spot", "um", "cm"):
+            problems.append(f"market must be spot, um or cm, not {self.market!r}")
+        if isinstance(self.symbols, bool) or (isinstance(self.symbols, int) and self.symbols < 1):
+            problems.append(
+                f"symbols must be a positive count or a snapshot path, not {self.symbols!r}"
+            )
+        if self.interval_hint not in ALL_INTERVALS:
+            problems.append(f"interval_hint {self.interval_hint!r} is not a Binance interval")
+        if self.history_candles < 0:
+            problems.append("history_candles must be >= 0")
+        if self.weight_limit is not None and self.weight_limit < 1:
+            problems.append("weight_limit must be positive")
+        if self.ws_max_lifetime_s <= 0:
+            problems.append("ws_max_lifetime_s must be positive")
+        if problems:
+            raise ValueError("bad SimConfig: " + "; ".join(problems))
 
 
 def _pairs(raw: object, key: str, types: tuple[type, type]) -> tuple[tuple, ...]:

@@ -24,6 +24,7 @@ __all__ = ["ApiError", "handle", "request_weight"]
 
 _NUMBER = re.compile(r"^[0-9]{1,20}$")
 _CM_MAX_SPAN_MS = 200 * DAY_MS
+_UTC_ZONES = frozenset({"", "0", "+0", "-0", "00:00", "+00:00", "-00:00", "0:00"})
 
 
 class ApiError(Exception):
@@ -193,6 +194,9 @@ def _klines(
     else:
         symbol = p.required("symbol")
     interval = p.required("interval")
+    if p.values.get("timeZone", "0") not in _UTC_ZONES:
+        # Binance shifts buckets by the zone; the simulator serves UTC buckets only.
+        raise ApiError(-1130, "Data sent for parameter 'timeZone' is not valid.")
     start = p.number("startTime")
     end = p.number("endTime")
     limit = _limit(p, m.kline_default_limit, m.kline_max_limit)

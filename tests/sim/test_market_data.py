@@ -160,3 +160,17 @@ def test_pure_modules_import_no_io_library(module: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "text"),
+    [
+        ({"market": "futures"}, "market"),
+        ({"symbols": 0}, "symbols"),
+        ({"interval_hint": "7m"}, "interval_hint"),
+        ({"weight_limit": 0}, "weight_limit"),
+    ],
+)
+def test_bad_config_is_refused(kwargs: dict, text: str) -> None:
+    with pytest.raises(ValueError, match=text):
+        SimConfig(**kwargs)
