@@ -39,6 +39,8 @@ class CheckResult:
     symbols_checked: int = 0
     candles_checked: int = 0
     missing: int = 0
+    #: The part of ``missing`` that belongs to delisted symbols (their files in ``_delisted/``).
+    missing_delisted: int = 0
     wrong: int = 0
     extra: int = 0
     #: Selected symbols with no file at all (their candles are also counted as missing).
@@ -74,22 +76,30 @@ def _opens(frame: pl.DataFrame) -> list[int]:
 
 
 def _compare(
-    result: CheckResult, symbol: str, frame: pl.DataFrame, truth: list[list[Any]], iv: Interval
+    result: CheckResult,
+    symbol: str,
+    frame: pl.DataFrame,
+    truth: list[list[Any]],
+    window: list[list[Any]],
+    iv: Interval,
 ) -> None:
+    """Missing: in ``window`` (what the file should hold), not in the file. Extra: in the
+    file, never published. Wrong: in both, some value differs."""
     opens = _opens(frame)
     ends = frame["candle_end_time"].dt.epoch("ms").to_list()
     columns = {name: frame[name].to_list() for name in FLOAT_COLUMNS}
-    want = {row[0]: row for row in truth}
+    published = {row[0]: row for row in truth}
+    want = {row[0]: row for row in window}
     have = {t: i for i, t in enumerate(opens)}
     missing = [t for t in want if t not in have]
-    extra = [t for t in have if t not in want]
+    extra = [t for t in have if t not in published]
     result.missing += len(missing)
     result.extra += len(extra)
     if missing:
         result.note(f"{symbol}: {len(missing)} missing, first {missing[:3]}")
     if extra:
         result.note(f"{symbol}: {len(extra)} extra, first {extra[:3]}")
-    for t, row in want.items():
+    for t, row in published.items():
         i = have.get(t)
         if i is None:
             continue
@@ -106,14 +116,21 @@ def _label_ms(label: str, tz: ZoneInfo) -> int:
     return int(datetime.strptime(label, "%Y%m%d_%H%M%S").replace(tzinfo=tz).timestamp() * 1000)
 
 
+_OPEN_SETS: dict[int, tuple[int, frozenset[int]]] = {}
+
+
 def _holds(frame: pl.DataFrame | None, open_ms: int) -> bool | None:
     """Whether ``frame`` holds the candle opening at ``open_ms`` (None: before its window)."""
     if frame is None or frame.height == 0:
         return False
-    opens = _opens(frame)
-    if open_ms < opens[0]:
+    cached = _OPEN_SETS.get(id(frame))
+    if cached is None:
+        opens = _opens(frame)
+        cached = _OPEN_SETS[id(frame)] = (opens[0], frozenset(opens))
+    first, opens_set = cached
+    if open_ms < first:
         return None
-    return open_ms in set(opens)
+    return open_ms in opens_set
 
 
 def check_directory(
@@ -164,13 +181,18 @@ def check_directory(
                 path = max(aside, key=lambda p: p.stat().st_mtime_ns)
         newest = final_open if end is None else min(final_open, iv.floor(end - 1))
         since = iv.add(newest, -(num_candles + gaps + 10))
+        frame = _read(path, save_type) if path is not None else None
+        if frame is not None and frame.height:
+            since = min(since, _opens(frame)[0])
         truth = exchange.ground_truth(symbol, iv.name, now_ms, since)
-        if path is None:
+        missing_before = result.missing
+        if frame is None:
             result.files_missing += 1
             result.note(f"{symbol}: no file (delisted={delisted})")
             result.missing += len(truth[-num_candles:])
+            if delisted:
+                result.missing_delisted += result.missing - missing_before
             continue
-        frame = _read(path, save_type)
         frames[symbol] = frame
         result.symbols_checked += 1
         opens = _opens(frame)
@@ -178,9 +200,14 @@ def check_directory(
         if opens and opens[-1] > target:
             target = opens[-1]
         window = [row for row in truth if row[0] <= target][-num_candles:]
-        _compare(result, symbol, frame, window, iv)
-    _check_ready(result, directory, frames, iv, tz)
-    _check_manifests(result, exchange, directory, frames, iv, selected)
+        _compare(result, symbol, frame, truth, window, iv)
+        if delisted:
+            result.missing_delisted += result.missing - missing_before
+    try:
+        _check_ready(result, directory, frames, iv, tz)
+        _check_manifests(result, exchange, directory, frames, iv, selected)
+    finally:
+        _OPEN_SETS.clear()
     return result
 
 

@@ -158,7 +158,8 @@ class SoakResult:
             f"catch-up:          {'done' if self.caught_up else 'NOT DONE'} "
             f"in {self.catch_up_s:.1f} s",
             f"candles checked:   {c.candles_checked}",
-            f"missing:           {c.missing} (files missing {c.files_missing})",
+            f"missing:           {c.missing} (of delisted symbols {c.missing_delisted}; "
+            f"files missing {c.files_missing})",
             f"wrong:             {c.wrong} (extra {c.extra})",
             f"torn reads:        {self.torn} of {r.get('reads', 0)} reads from one handle "
             f"(schema violations {r.get('schema', 0)}, vanished {r.get('vanished', 0)}); "
@@ -343,9 +344,12 @@ class _Soak:
         elif kind == "rate_limit_429":
             f.rate_limit(rng.randint(1, 3), retry_after_s=rng.randint(1, 10))
         elif kind == "ban_418":
-            # a 429 and a request inside its Retry-After: Binance's way to a 418 ban
-            self.sim.limiter.force_429(_IP, now, 1)
-            self.sim.limiter.check(_IP, 0, now)
+            # a 429, then a request inside its Retry-After but after the simulator's grace for
+            # requests already in flight: Binance's way to a 418 ban
+            limiter = self.sim.limiter
+            grace = getattr(limiter, "grace_ms", 0)
+            limiter.force_429(_IP, now, grace // 1000 + 2)
+            limiter.check(_IP, 0, now + grace + 1)
             self.bans += 1
         elif kind == "listing":
             self.listed += 1
