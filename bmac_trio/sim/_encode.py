@@ -10,17 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from bmac_trio.sim._market_data import Candle
-from bmac_trio.sim._symbols import SymbolSpec
+from bmac_trio.sim._spec import SymbolSpec, dec
 
 __all__ = ["dec", "kline_event", "rest_row"]
-
-
-def dec(units: int, dp: int) -> str:
-    """Integer ``units`` of 10**-dp as a decimal string with exactly ``dp`` places."""
-    if dp <= 0:
-        return str(units)
-    s = str(units).rjust(dp + 1, "0")
-    return f"{s[:-dp]}.{s[-dp:]}"
 
 
 def rest_row(spec: SymbolSpec, c: Candle) -> list[Any]:

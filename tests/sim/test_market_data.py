@@ -147,6 +147,7 @@ def test_generated_names() -> None:
 PURE = [
     "bmac_trio.sim._config", "bmac_trio.sim._hashing", "bmac_trio.sim._symbols",
     "bmac_trio.sim._market_data", "bmac_trio.sim._encode", "bmac_trio.sim._exchange",
+    "bmac_trio.sim._spec", "bmac_trio.sim._entries", "bmac_trio.sim._snapshot",
     "bmac_trio.sim._ratelimit", "bmac_trio.sim._rest", "bmac_trio.sim._ws_protocol",
 ]  # fmt: skip
 
