@@ -199,7 +199,10 @@ class SimApp:
                     )
 
     async def _reader(self, conn: Conn, receive: Any) -> bool:
-        """Handle client frames until the client leaves (True) or breaks the rate limit."""
+        """Handle client frames until the client leaves (True) or breaks the rate limit.
+
+        Cancellation: when the server closes the connection (drop, 24 h cut, shutdown).
+        """
         recent: deque[int] = deque()
         while True:
             msg = await receive()
@@ -222,13 +225,19 @@ class SimApp:
             conn.deliver(reply)
 
     async def _writer(self, outgoing: trio.MemoryReceiveChannel[str], send: Any) -> None:
-        """Channels: drains ``outgoing`` (owned) into the socket."""
+        """Drain the connection's queue into the socket.
+
+        Channels: owns and closes ``outgoing``. Cancellation: with the connection.
+        """
         with outgoing:
             async for text in outgoing:
                 await send({"type": "websocket.send", "text": text})
                 self.stats.ws_messages_sent += 1
 
     async def _lifetime(self, conn: Conn) -> None:
-        """The 24 h cut (configurable), in exchange time."""
+        """The 24 h cut (configurable), in exchange time.
+
+        Cancellation: with the connection.
+        """
         await self.clock.sleep_until_ms(conn.opened_ms + int(self.ex.cfg.ws_max_lifetime_s * 1000))
         conn.kill(1000, "connection lifetime reached")

@@ -24,6 +24,7 @@ __all__ = ["ApiError", "handle", "request_weight"]
 
 _NUMBER = re.compile(r"^[0-9]{1,20}$")
 _CM_MAX_SPAN_MS = 200 * DAY_MS
+_MICROS = 10**15
 _UTC_ZONES = frozenset({"", "0", "+0", "-0", "00:00", "+00:00", "-00:00", "0:00"})
 
 
@@ -199,6 +200,10 @@ def _klines(
         raise ApiError(-1130, "Data sent for parameter 'timeZone' is not valid.")
     start = p.number("startTime")
     end = p.number("endTime")
+    if m.name == "spot":
+        # Spot accepts startTime/endTime in microseconds too (16 digits).
+        start = start // 1000 if start is not None and start >= _MICROS else start
+        end = end // 1000 if end is not None and end >= _MICROS else end
     limit = _limit(p, m.kline_default_limit, m.kline_max_limit)
     if interval not in m.intervals:
         raise ApiError(-1120, "Invalid interval.")

@@ -82,6 +82,7 @@ def _hypercorn_config(cfg: SimConfig, clock: Clock, ping_s: float) -> HypercornC
     hc.graceful_timeout = 0.2
     hc.websocket_ping_interval = max(0.05, clock.to_real(ping_s))
     hc.keep_alive_timeout = 30.0
+    hc.include_server_header = False
     return hc
 
 

@@ -89,7 +89,7 @@ async def test_malformed_closing_frame() -> None:
             open_ws(sim.ws_url + STREAMS) as ws,
         ):
             sim.faults.send_malformed(1)
-            texts = await _texts_until(ws, sim.clock, START_MS + 2500)
+            texts = await _texts_until(ws, sim.clock, START_MS + 4000)
     bad = []
     for t in texts:
         try:
@@ -109,7 +109,7 @@ async def test_duplicate_closing_frame() -> None:
             open_ws(sim.ws_url + STREAMS) as ws,
         ):
             sim.faults.send_duplicates(1)
-            texts = await _texts_until(ws, sim.clock, START_MS + 2500)
+            texts = await _texts_until(ws, sim.clock, START_MS + 4000)
     closings = [(f["stream"], f["data"]["k"]["t"]) for f in _closings(texts)]
     assert len(closings) == 3
     assert len(set(closings)) == 2

@@ -265,3 +265,24 @@ async def test_spot_exchange_info_symbol_filters() -> None:
         _, info, _ = await get_json(client, "/exchangeInfo")
         quotes = {s["quoteAsset"] for s in info["symbols"]}
         assert {"USDT", "USDC", "BTC"} <= quotes
+
+
+async def test_spot_accepts_microsecond_times() -> None:
+    async with running(START_MS + 1000, market="spot", symbols=4) as (_, client):
+        start = START_MS - 10 * MIN
+        _, ms_rows, _ = await get_json(
+            client, "/klines", symbol="BTCUSDT", interval="1m", startTime=str(start), limit="3"
+        )
+        _, us_rows, _ = await get_json(
+            client,
+            "/klines",
+            symbol="BTCUSDT",
+            interval="1m",
+            startTime=str(start * 1000),
+            limit="3",
+        )
+        assert (
+            [r[0] for r in us_rows]
+            == [r[0] for r in ms_rows]
+            == [start, start + MIN, start + 2 * MIN]
+        )
