@@ -296,6 +296,11 @@ class _Listener:
                         conn = await self.open(nursery, slot, streams)
                     except WsDisconnected as exc:
                         log.warning("%s; retrying in %.2f s", exc, backoff)
+                        if not started:
+                            # do not hold the start (and the REST backfill) hostage to the
+                            # stream: the deadlines fetch over REST until it connects
+                            task_status.started()
+                            started = True
                         await trio.sleep(backoff)
                         backoff = min(backoff * 2, 5.0)
                         continue
@@ -347,7 +352,8 @@ async def run_ws_listeners(
     """Stream closed klines of ``symbols`` (then of each :class:`SetSymbols`) to ``inbox``.
 
     Ready (``task_status.started()``) once every initial connection is open and subscribed,
-    so the caller can start the REST backfill knowing the stream already overlaps it.
+    so the caller can start the REST backfill knowing the stream already overlaps it (or once
+    a connection's first attempt failed: it keeps retrying, and REST covers the meantime).
 
     Channels:
         receives :class:`SetSymbols` on ``commands``; sends :class:`Klines` on ``inbox``, which

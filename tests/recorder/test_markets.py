@@ -59,3 +59,26 @@ async def test_records_every_candle_exactly(
             meta = orjson.loads((config.candle_dir / META_FILE).read_bytes())
             assert (meta["save_type"], meta["trade_type"]) == (save_type, trade_type)
             assert (config.exginfo_dir / "exginfo.pqt").exists()
+
+
+async def test_funding_rates_are_appended_every_period(tmp_path: Path) -> None:
+    import polars as pl
+
+    with trio.fail_after(30):
+        async with recording(
+            tmp_path,
+            SimConfig(market="um", symbols=8, seed=4),
+            interval="1m",
+            trade_type="usdt_perp",
+            num_candles=60,
+            funding_rate=True,
+        ) as env:
+            await env.history()
+            done = await env.periods(3)
+            config = env.config
+    funding = pl.read_parquet(config.exginfo_dir / "funding.pqt")
+    assert funding.columns == ["symbol", "fundingRate", "time"]
+    assert "BTCUSDT" in funding["symbol"].to_list()
+    assert funding["time"].n_unique() >= 2
+    assert (config.exginfo_dir / "exginfo.pqt").exists()
+    assert done
