@@ -94,15 +94,15 @@ async def test_duplicate_malformed_out_of_order_frames(tmp_path: Path) -> None:
 
 
 async def test_rate_limited_during_history_backs_off_without_ban(tmp_path: Path) -> None:
-    # A tight weight limit (300/min) so that the history of 44 x 1500 candles (over 300
+    # A tight weight limit (120/min) so that the history of 18 x 1500 candles (over 120
     # weight) has to span two minutes, and a 429 injected at the start: the recorder waits
     # Retry-After, is never banned (418), and the exchange never reports more than 90 % of
     # the minute's weight used. One fetcher: with several, requests already in flight when
     # the 429 is sent arrive inside Retry-After, which this strict simulator bans (418) even
     # though the client could not have known yet; the 418 path itself is in test_rest.py.
-    sim_cfg = SimConfig(market="um", symbols=52, seed=10, weight_limit=300)
+    sim_cfg = SimConfig(market="um", symbols=22, seed=10, weight_limit=120)
     config = {**UM, "num_candles": 1500, "num_rest_fetchers": 1}
-    async with recording(tmp_path, sim_cfg, speed=10, options=FAST_OPTIONS, **config) as env:
+    async with recording(tmp_path, sim_cfg, speed=30, options=FAST_OPTIONS, **config) as env:
         env.sim.faults.rate_limit(1, retry_after_s=2)
         with trio.fail_after(40):
             await env.history()
@@ -110,13 +110,13 @@ async def test_rate_limited_during_history_backs_off_without_ban(tmp_path: Path)
         symbols = len(env.handle.symbols)
         print(
             f"{symbols} symbols: history weight {env.handle.weight_spent}, "
-            f"max used {rest.max_used_weight}/300, statuses {dict(env.sim.stats.rest_by_status)}"
+            f"max used {rest.max_used_weight}/120, statuses {dict(env.sim.stats.rest_by_status)}"
         )
-        assert env.handle.weight_spent > 270  # the history needed more than one minute
+        assert env.handle.weight_spent > 108  # the history needed more than one minute
         assert env.sim.stats.faults["rate_limit"] == 1
         assert rest.rate_limited == {429: 1}
         assert env.sim.stats.rest_by_status[418] == 0
-        assert rest.max_used_weight <= 270
+        assert rest.max_used_weight <= 108
         assert_matches_truth(env, through_ms=env.config.interval.floor(START_MS))
 
 

@@ -27,7 +27,7 @@ from bmac_trio.sim import SimConfig, open_simulator
 
 from .conftest import START_MS, Env, assert_matches_truth, write_config
 
-SPEED = 60.0
+SPEED = 120.0
 CLI = [sys.executable, "-c", "from bmac_trio.cli import main; main()"]
 
 
@@ -99,7 +99,7 @@ async def test_sigkill_mid_write_never_tears_a_file_and_restart_heals(tmp_path: 
                 base,
                 interval="1m",
                 trade_type="usdt_perp",
-                num_candles=1500,
+                num_candles=300,
                 num_socket_listeners=2,
                 rest_url=sim.rest_url,
                 ws_url=sim.ws_url,
@@ -124,6 +124,7 @@ async def test_sigkill_mid_write_never_tears_a_file_and_restart_heals(tmp_path: 
                 await second.wait_for("all symbols ready", 2)
                 # SIGTERM: finish the write in progress, exit 0
                 assert second.process is not None
+                stopped_ms = clock.now_ms()
                 second.process.send_signal(signal.SIGTERM)
                 assert await second.process.wait() == 0
                 reader.stop.set()
@@ -140,7 +141,7 @@ async def test_sigkill_mid_write_never_tears_a_file_and_restart_heals(tmp_path: 
                 p.stem for p in config.candle_dir.glob("*.pqt") if not p.name.startswith(".")
             )
             assert len(symbols) >= 20
-            last_period = config.interval.floor(clock.now_ms()) - 60_000
+            last_period = config.interval.floor(stopped_ms) - 60_000
             assert_matches_truth(env, symbols, through_ms=last_period)
 
 
