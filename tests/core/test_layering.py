@@ -17,6 +17,8 @@ PURE_MODULES = [
     "bmac_trio._exchange_info",
     "bmac_trio._planner",
     "bmac_trio._weights",
+    "bmac_trio._events",
+    "bmac_trio._book",
 ]
 
 
