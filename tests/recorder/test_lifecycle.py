@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 import trio
 
+from bmac_trio._app import run_recorder
 from bmac_trio._cli_run import check, run
+from bmac_trio._config import load_config
 from bmac_trio._layout import DELISTED_DIR, data_file
 from bmac_trio._lock import acquire_lock
 from bmac_trio.sim import SimConfig
 
-from .conftest import assert_matches_truth, recording, run_against, simulator, write_config
+from .conftest import (
+    FAST_OPTIONS,
+    Env,
+    assert_matches_truth,
+    recording,
+    run_against,
+    simulator,
+    write_config,
+)
 
 UM = {"interval": "1m", "trade_type": "usdt_perp", "num_candles": 60}
 
@@ -179,3 +191,49 @@ def test_check_accepts_a_good_config(tmp_path: Path, capsys: pytest.CaptureFixtu
     write_config(base, interval="5m", trade_type="usdt_swap", save_type="feather")
     assert check(base) == 0
     assert "usdt_swap 5m, feather" in capsys.readouterr().out
+
+
+class FailOnce(httpx.AsyncBaseTransport):
+    """The real transport, except that one klines call raises an unexpected error."""
+
+    def __init__(self, after: int) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.after = after
+        self.calls = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/klines"):
+            self.calls += 1
+            if self.calls == self.after:
+                raise RuntimeError("unexpected bug in a dependency")
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_unexpected_error_restarts_the_live_phase_keeping_the_data(tmp_path: Path) -> None:
+    base = tmp_path / "data"
+    transport = FailOnce(after=5)
+    with trio.fail_after(30):
+        async with (
+            simulator(SimConfig(market="um", symbols=10, seed=24), speed=120) as (sim, clock),
+            httpx.AsyncClient(transport=transport) as http,
+        ):
+            write_config(
+                base, rest_url=sim.rest_url, ws_url=sim.ws_url, num_socket_listeners=2, **UM
+            )
+            config = load_config(base)
+            async with trio.open_nursery() as nursery:
+                handle = await nursery.start(
+                    partial(
+                        run_recorder, config, clock=clock, http_client=http, options=FAST_OPTIONS
+                    )
+                )
+                await handle.wait_until(lambda h: h.restarts == 1)
+                env = Env(sim=sim, clock=clock, base=base, config=config, handle=handle)
+                await env.history()
+                done = await env.periods(2)
+                assert handle.restarts == 1
+                assert_matches_truth(env, through_ms=done[-1])
+                handle.stop()
