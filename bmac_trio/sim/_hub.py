@@ -172,11 +172,13 @@ class Hub:
         self.streams[name] = stream
         t = iv.floor(now)
         prev = iv.add(t, -1)
-        stream.closed_upto = prev
         if now < self.closing_due(stream, prev):
+            # The previous candle's closing push is still due: start the chain there.
             stream.closed_upto = iv.add(prev, -1)
             self._schedule(stream, prev)
-        self._schedule(stream, t)
+        else:
+            stream.closed_upto = prev
+            self._schedule(stream, t)
         if gap not in self._ticks:
             self._ticks[gap] = (now // gap + 1) * gap
         self._wake.set()

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import orjson
@@ -78,9 +79,13 @@ def test_cli_help_explains_every_option() -> None:
         (["--clock", "nonsense"], "clock spec"),
         (["--exchange-info", "/nonexistent.json"], "does not exist"),
         (["--interval-hint", "7m"], "interval"),
+        (["--scenario", "BAD_SCENARIO"], "unknown scenario key"),
     ],
 )
-def test_cli_bad_options_fail_clearly(args: list[str], text: str) -> None:
+def test_cli_bad_options_fail_clearly(args: list[str], text: str, tmp_path: Path) -> None:
+    bad = tmp_path / "scenario.json"
+    bad.write_text('{"listing": []}')
+    args = [str(bad) if a == "BAD_SCENARIO" else a for a in args]
     out = subprocess.run([*_CMD, *args], capture_output=True, text=True, timeout=30)
     assert out.returncode != 0
     assert text in out.stdout + out.stderr

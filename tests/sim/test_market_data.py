@@ -6,6 +6,7 @@ import itertools
 import subprocess
 import sys
 
+import orjson
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -175,3 +176,14 @@ def test_pure_modules_import_no_io_library(module: str) -> None:
 def test_bad_config_is_refused(kwargs: dict, text: str) -> None:
     with pytest.raises(ValueError, match=text):
         SimConfig(**kwargs)
+
+
+def test_same_candles_in_another_process() -> None:
+    code = (
+        "from bmac_trio.sim import SimConfig; from bmac_trio.sim._exchange import Exchange; "
+        f"ex = Exchange(SimConfig(market='cm', symbols=8, seed=3), {START_MS}); "
+        f"import json; print(json.dumps(ex.ground_truth('BTCUSD_PERP', '5m', {START_MS})[-50:]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    ex = Exchange(SimConfig(market="cm", symbols=8, seed=3), START_MS)
+    assert orjson.loads(out.stdout) == ex.ground_truth("BTCUSD_PERP", "5m", START_MS)[-50:]

@@ -266,3 +266,24 @@ async def test_server_sends_pings() -> None:
                             pings += 1
                             await stream.send_all(conn.send(event.response()))
                 assert socket  # the raw socket path above is the real one
+
+
+async def test_spot_one_second_stream() -> None:
+    with trio.fail_after(20):
+        async with (
+            running(START_MS, speed=4.0, market="spot", symbols=4, min_real_update_s=0.05) as (
+                sim,
+                _,
+            ),
+            open_ws(sim.ws_url + "/ws/btcusdt@kline_1s") as ws,
+        ):
+            closing, updates = [], []
+            while len(closing) < 3:
+                event = await ws_json(ws)
+                (closing if event["k"]["x"] else updates).append(event)
+    opens = [e["k"]["t"] for e in closing]
+    assert [b - a for a, b in itertools.pairwise(opens)] == [1000, 1000]
+    assert all(200 <= e["E"] - e["k"]["T"] - 1 <= 2000 for e in closing)
+    assert all(e["k"]["i"] == "1s" for e in closing + updates)
+    gaps = [b["E"] - a["E"] for a, b in itertools.pairwise(updates)]
+    assert all(g >= 950 for g in gaps)  # spot 1s streams push every second
