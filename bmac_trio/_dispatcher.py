@@ -21,6 +21,7 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -57,6 +58,11 @@ log = logging.getLogger("bmac_trio.dispatcher")
 
 #: Real seconds the final flush may take on shutdown.
 FLUSH_GRACE_S = 10.0
+#: Exchange ms a closed stream kline may end after our clock (skew); later ones are forged.
+FUTURE_SLACK_MS = 60_000
+#: Real seconds before a failed write (disk full, read-only) is tried again, doubling to the max.
+WRITE_RETRY_S = 0.5
+WRITE_RETRY_MAX_S = 30.0
 
 
 @dataclass(slots=True)
@@ -132,6 +138,10 @@ class Dispatcher:
         self.idle = trio.Event()
         self.idle.set()
         self.manifest_lock = trio.Lock()
+        #: The newest report of each period whose manifest is still to be written.
+        self.manifests: dict[int, tuple[PeriodReport, float | None]] = {}
+        #: Periods already reported (and alerted) as missing symbols at their deadline.
+        self.reported_missing: set[int] = set()
         self.exginfo_lock = trio.Lock()
         self.history_pending: set[str] = set()
         #: History fetched, its last write still running: ready when that write lands.
@@ -186,6 +196,13 @@ class Dispatcher:
     def _on_klines(self, message: Klines) -> None:
         symbol = message.symbol
         opens = [c.open_ms for c in message.candles]
+        if message.source == "ws":
+            # REST pages are cut at the clock by closed_only(); a push claiming to be closed
+            # long before its end is hostile and would stop the symbol's recording for good
+            horizon = self.clock.now_ms() + FUTURE_SLACK_MS
+            if any(self.interval.end(t) > horizon for t in opens):
+                log.warning("dropped a %s kline that closes in the future: %s", symbol, opens)
+                return
         try:
             merge, fetches = self.book.on_klines(
                 symbol, opens, source=message.source, received=message.received
@@ -361,6 +378,7 @@ class Dispatcher:
             self._spawn(self._writer, symbol)
 
     async def _writer(self, symbol: str) -> None:
+        retry_s = WRITE_RETRY_S
         try:
             async with self._lock(symbol):
                 while symbol in self.dirty:
@@ -378,11 +396,22 @@ class Dispatcher:
                             limiter=self.limiter,
                         )
                     except StorageError as exc:
+                        # the candles stay in memory and the write is tried again until the
+                        # disk takes it (the next candle would otherwise be the only retry)
                         self.stats.write_errors += 1
-                        log.error("write of %s failed (previous file intact): %s", symbol, exc)
+                        log.error(
+                            "write of %s failed (previous file intact), retrying in %.1f s: %s",
+                            symbol,
+                            retry_s,
+                            exc,
+                        )
+                        self.alert("disk", f"write of {symbol} failed, retrying: {exc}")
                         if self.status is not None:
                             self.status.error(exc)
-                        return
+                        self.dirty.add(symbol)
+                        await trio.sleep(retry_s)
+                        retry_s = min(retry_s * 2, WRITE_RETRY_MAX_S)
+                        continue
                     self.stats.writes += 1
                     self.last_updated = symbol
                     self._reports(self.book.on_written(symbol, last_open))
@@ -425,14 +454,19 @@ class Dispatcher:
                         missing=report.missing,
                     )
             else:
-                log.warning(
+                first_at_deadline = report.run_time_ms not in self.reported_missing
+                log.log(
+                    logging.WARNING if first_at_deadline else logging.INFO,
                     "%s, %d/%d symbols ready, missing %s",
                     label,
                     len(report.complete),
                     total,
                     list(report.missing[:30]),
                 )
-                if report.deadline_passed:
+                if first_at_deadline:
+                    self.reported_missing = {
+                        r for r in self.reported_missing if r > report.run_time_ms - 10**8
+                    } | {report.run_time_ms}
                     self.alert(
                         "symbols_missing",
                         f"{label}: {len(report.missing)} symbols missing at the deadline: "
@@ -440,24 +474,29 @@ class Dispatcher:
                     )
             if self.metrics is not None:
                 self.metrics.symbols(len(report.complete), len(report.missing))
-            self._spawn(self._write_manifest, report, lag)
+            # the newest report of a period wins; one writer per period at a time
+            scheduled = report.run_time_ms in self.manifests
+            self.manifests[report.run_time_ms] = (report, lag)
+            if not scheduled:
+                self._spawn(self._write_manifest, report.run_time_ms)
             self.on_change()
 
-    async def _write_manifest(self, report: PeriodReport, lag: float | None) -> None:
+    async def _write_manifest(self, run_time: int) -> None:
         async with self.manifest_lock:
-            try:
-                await trio.to_thread.run_sync(
-                    lambda: self.store.write_manifest(
+            while (pending := self.manifests.pop(run_time, None)) is not None:
+                report, lag = pending
+                try:
+                    write = partial(
+                        self.store.write_manifest,
                         report.run_time_ms,
                         complete=report.complete,
                         missing=report.missing,
                         final=report.is_complete,
                         lag_ms=None if lag is None else round(lag * 1000, 3),
-                    ),
-                    limiter=self.limiter,
-                )
-            except StorageError as exc:
-                log.error("manifest write failed: %s", exc)
+                    )
+                    await trio.to_thread.run_sync(write, limiter=self.limiter)
+                except StorageError as exc:
+                    log.error("manifest write failed: %s", exc)
         self._save_status()
 
     async def _write_exginfo(self, frame: pl.DataFrame, run_time: int) -> None:
