@@ -207,6 +207,16 @@ async def run_recorder(
 
     await trio.to_thread.run_sync(prepare)
     budget = WeightBudget(config.market.default_weight_limit)
+    if status is not None:
+        status.watch(
+            lambda: {
+                "connections_open": handle.listeners.open,
+                "reconnects": sum(handle.listeners.replaced.values()),
+                "rest_weight_used": budget.used,
+                "rest_weight_limit": budget.limit,
+                "rest_weight_spent": handle.weight_spent,
+            }
+        )
     log.info(
         "Start bmac-trio: interval=%s, type=%s, num_candles=%d, funding_rate=%s, keep_symbols=%s",
         config.interval,

@@ -126,6 +126,8 @@ class ListenerStats:
     """Counters shared by every slot (read by tests, status and the benchmark)."""
 
     connects: int = 0
+    #: Connections open right now.
+    open: int = 0
     replaced: dict[str, int] = field(default_factory=dict)
     bad_frames: int = 0
     klines: int = 0
@@ -187,6 +189,9 @@ class _Listener:
             last_frame=trio.current_time(),
         )
         self.stats.connects += 1
+        self.stats.open += 1
+        if self.metrics is not None:
+            self.metrics.connections(self.stats.open)
         nursery.start_soon(self.read, slot, conn)
         return conn
 
@@ -226,6 +231,9 @@ class _Listener:
                         )
         finally:
             conn.closed.set()
+            self.stats.open -= 1
+            if self.metrics is not None:
+                self.metrics.connections(self.stats.open)
             slot.poke()
             with trio.move_on_after(1, shield=True):
                 await conn.ws.aclose()

@@ -23,6 +23,7 @@ import trio
 from bmac_trio._clock import ScaledWallClock
 from bmac_trio._config import load_config
 from bmac_trio._layout import EXTENSIONS
+from bmac_trio._status import read_status
 from bmac_trio.sim import SimConfig, open_simulator
 
 from .conftest import START_MS, Env, assert_matches_truth, write_config
@@ -130,6 +131,11 @@ async def test_sigkill_mid_write_never_tears_a_file_and_restart_heals(tmp_path: 
                 reader.stop.set()
             await trio.to_thread.run_sync(reader.join)
             print(f"reader: {reader.reads} reads, {len(reader.failures)} failures")
+            status = read_status(base)
+            assert status is not None
+            assert status.periods_completed >= 1
+            assert status.last_period_ms is not None
+            assert status.rest_weight_spent > 0
             assert reader.failures == []
             assert reader.reads > 100
             leftovers = await trio.to_thread.run_sync(
