@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from bmac_trio import _atomic
 from bmac_trio._events import Fetch
@@ -29,14 +30,12 @@ class Disk:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, code: int) -> None:
         self.broken = False
         self.failures = 0
-        self.failed = trio.Event()
         real = _atomic._atomic
 
         def atomic(path: Path, write: object, durable: bool) -> None:
             def failing(tmp: Path) -> None:
                 if self.broken:
                     self.failures += 1
-                    trio.from_thread.run_sync(self.failed.set)  # runs in a to_thread worker
                     raise OSError(code, errno.errorcode[code] + ": " + _MESSAGES[code])
                 write(tmp)  # type: ignore[operator]
 
@@ -46,6 +45,20 @@ class Disk:
 
 
 _MESSAGES = {errno.ENOSPC: "No space left on device", errno.EACCES: "Permission denied"}
+
+
+class Alerts:
+    """Stands in for ``alerter.notify``: records alerts, ``disk`` wakes a waiter."""
+
+    def __init__(self, h: object) -> None:
+        self.sent: list[tuple[str, str]] = []
+        self.disk = trio.Event()
+        h.dispatcher.alert = self  # type: ignore[attr-defined]
+
+    def __call__(self, kind: str, text: str) -> None:
+        self.sent.append((kind, text))
+        if kind == "disk":
+            self.disk.set()
 
 
 async def _history(h: object, opens: list[int]) -> None:
@@ -63,6 +76,7 @@ async def test_failed_write_is_reported_and_keeps_the_old_file(
     history = [T0 + i * M for i in range(-40, 10)]
     with trio.fail_after(20):
         async with dispatching(tmp_path / "data") as h:
+            alerts = Alerts(h)
             await h.symbols({SYMBOL})
             await _history(h, history)
             path = h.dispatcher.store.path(SYMBOL)
@@ -71,9 +85,8 @@ async def test_failed_write_is_reported_and_keeps_the_old_file(
             caplog.clear()
             h.clock.now = T0 + 11 * M + 1_000
             assert await h.feed_ws(ws_frame(SYMBOL, T0 + 10 * M))
-            await h.settle()
+            await alerts.disk.wait()  # the write failed and was reported
             # nothing crashed, the candle is held in memory, the old file is untouched
-            assert disk.failures >= 1
             assert opens_of(h.dispatcher.frames[SYMBOL])[-1] == T0 + 10 * M
             assert path.read_bytes() == before
             assert opens_of(h.read(SYMBOL)) == history
@@ -81,29 +94,27 @@ async def test_failed_write_is_reported_and_keeps_the_old_file(
             errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
             assert any(str(path) in e and _MESSAGES[code] in e for e in errors), errors
             assert h.dispatcher.stats.write_errors >= 1
+            assert any(SYMBOL in text and _MESSAGES[code] in text for _, text in alerts.sent)
+            disk.broken = False
+            await h.settle()
+            assert opens_of(h.read(SYMBOL))[-1] == T0 + 10 * M
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (bmac_trio/_dispatcher.py Dispatcher._writer): a failed write is dropped, "
-    "not retried; it lands only when the symbol's next candle arrives, and no alert is sent",
-)
 async def test_pending_write_lands_when_the_disk_recovers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     disk = Disk(monkeypatch, errno.ENOSPC)
-    alerts: list[tuple[str, str]] = []
     history = [T0 + i * M for i in range(-40, 10)]
     with trio.fail_after(30):
         async with dispatching(tmp_path / "data") as h:
-            h.dispatcher.alert = lambda kind, text: alerts.append((kind, text))
+            alerts = Alerts(h)
             await h.symbols({SYMBOL})
             await _history(h, history)
             disk.broken = True
             h.clock.now = T0 + 11 * M + 1_000
             assert await h.feed_ws(ws_frame(SYMBOL, T0 + 10 * M))
-            await disk.failed.wait()
-            assert any(SYMBOL in text for _, text in alerts), alerts
+            await alerts.disk.wait()
+            assert any(SYMBOL in text for _, text in alerts.sent), alerts.sent
             disk.broken = False
             await h.settle()  # the writer retries on its own (a backoff), no new candle needed
             frame = h.read(SYMBOL)
@@ -113,23 +124,26 @@ async def test_pending_write_lands_when_the_disk_recovers(
             assert h.dispatcher.store.ready_run_times(SYMBOL) == [T0 + 11 * M]
 
 
-async def test_next_candle_after_recovery_writes_everything_held(
+async def test_candles_arriving_while_the_disk_is_full_all_land(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # what recovery looks like today: the next write carries every candle held in memory
+    # candles keep arriving while writes fail: once the disk is back, all of them are on disk
     disk = Disk(monkeypatch, errno.ENOSPC)
     history = [T0 + i * M for i in range(-40, 10)]
     with trio.fail_after(20):
         async with dispatching(tmp_path / "data") as h:
+            alerts = Alerts(h)
             await h.symbols({SYMBOL})
             await _history(h, history)
             disk.broken = True
             h.clock.now = T0 + 11 * M + 1_000
             assert await h.feed_ws(ws_frame(SYMBOL, T0 + 10 * M))
-            await h.settle()
-            disk.broken = False
+            await alerts.disk.wait()
             h.clock.now = T0 + 12 * M + 1_000
             assert await h.feed_ws(ws_frame(SYMBOL, T0 + 11 * M))
+            await trio.testing.wait_all_tasks_blocked()
+            assert opens_of(h.read(SYMBOL)) == history
+            disk.broken = False
             await h.settle()
             frame = h.read(SYMBOL)
             assert opens_of(frame) == [*history[2:], T0 + 10 * M, T0 + 11 * M]

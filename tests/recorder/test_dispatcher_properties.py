@@ -20,7 +20,6 @@ from typing import Any
 
 import orjson
 import polars as pl
-import pytest
 import trio
 import trio.testing
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -424,12 +423,6 @@ async def test_hostile_frames_and_bodies_never_change_the_disk(
         assert name.split("_")[0].split(".")[0] in SAFE or name.startswith("bmac_meta"), rel
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (bmac_trio/_ws.py listener or _dispatcher.py _on_klines): a closed WebSocket "
-    "kline whose close time is in the future (aligned, before 2500) is merged and written; "
-    "REST pages are cut by closed_only(), stream pushes are not",
-)
 async def test_closed_kline_from_the_future_is_rejected(tmp_path: Path) -> None:
     with trio.fail_after(10):
         async with dispatching(tmp_path / "data", now_ms=NOW) as h:
