@@ -120,6 +120,9 @@ def test_cron_two_copies_status_metrics_and_sigterm(
     assert data["status"]["pid"] == winner.pid
     assert data["status"]["periods_completed"] >= 1
     assert data["status"]["symbols_missing"] == []
+    assert data["status"]["connections_open"] >= 1
+    assert data["status"]["rest_weight_spent"] > 0
+    assert data["status"]["rest_weight_limit"] == 2400
 
     response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
     samples = {
