@@ -34,7 +34,7 @@ async def _closing_opens(ws, until_ms: int, clock) -> list[tuple[str, int]]:
 
 
 async def test_listing_pending_then_trading_with_klines_from_onboard() -> None:
-    at = START_MS + MIN
+    at = START_MS + 3 * MIN  # 0.9 s of real time to check the pending state
     with trio.fail_after(20):
         async with running(START_MS + 1000, speed=200.0, market="um", symbols=6) as (sim, client):
             sim.market_events.list_symbol("NEWUSDT", at)
@@ -61,7 +61,7 @@ async def test_listing_pending_then_trading_with_klines_from_onboard() -> None:
 
 
 async def test_um_perpetual_delisting() -> None:
-    d = START_MS + 2 * MIN
+    d = START_MS + 3 * MIN
     with trio.fail_after(20):
         async with running(START_MS + 1000, speed=200.0, market="um", symbols=8) as (sim, client):
             sim.market_events.delist_symbol("SIM001USDT", d)
@@ -71,7 +71,11 @@ async def test_um_perpetual_delisting() -> None:
             assert entry["status"] == "TRADING"
             async with open_ws(sim.ws_url + "/market/stream?streams=sim001usdt@kline_1m") as ws:
                 seen = await _closing_opens(ws, d + 3 * MIN, sim.clock)
-            assert [t for _, t in seen] == [START_MS, START_MS + MIN]  # streams stop
+            assert [t for _, t in seen] == [
+                START_MS,
+                START_MS + MIN,
+                START_MS + 2 * MIN,
+            ]  # then stop
             _, info, _ = await get_json(client, "/exchangeInfo")
             assert _entry(info, "SIM001USDT")["status"] == "SETTLING"
             assert "SIM001USDT" not in sim.trading_symbols()
