@@ -128,8 +128,15 @@ async def test_um_klines_only_on_market_route() -> None:
                 routed_url = sim.ws_url + "/market/ws/btcusdt@kline_1m"
                 async with open_ws(routed_url) as routed:
                     await next_kline(routed, closed=True)
-                reply = await _control(unrouted, {"method": "LIST_SUBSCRIPTIONS", "id": 1})
-                assert reply == {"result": ["btcusdt@kline_1m"], "id": 1}  # nothing before it
+                await unrouted.send_message('{"method":"LIST_SUBSCRIPTIONS","id":1}')
+                first = await ws_json(unrouted)  # no kline frame came before the reply
+                assert first == {"result": ["btcusdt@kline_1m"], "id": 1}
+            for route in ("/public", "/private"):
+                async with open_ws(sim.ws_url + route + "/ws/btcusdt@kline_1m") as other:
+                    await other.send_message(
+                        '{"method":"GET_PROPERTY","params":["combined"],"id":2}'
+                    )
+                    assert await ws_json(other) == {"result": False, "id": 2}
 
 
 async def test_stream_cap_refused_in_url_and_in_subscribe() -> None:
