@@ -144,6 +144,11 @@ class Dispatcher:
         self.reported_missing: set[int] = set()
         self.exginfo_lock = trio.Lock()
         self.history_pending: set[str] = set()
+        #: The newest exchangeInfo selection.
+        self.selected: frozenset[str] = frozenset()
+        #: Delisted symbols still recorded until the next boundary (their final closing push
+        #: arrives after exchangeInfo already says so), with the run time they left at.
+        self.retiring: dict[str, int] = {}
         #: History fetched, its last write still running: ready when that write lands.
         self.history_after_write: set[str] = set()
         #: Symbols whose files are being read before they join the book.
@@ -165,6 +170,7 @@ class Dispatcher:
                 log.warning("fetch of %s given up: %s", fetch.symbol, error)
                 self._forget_fetch(fetch, lambda: self.book.on_fetch_failed(fetch))
             case PeriodStart(run_time_ms=run_time):
+                self._retire_due(run_time)
                 log.info(
                     "Bmac %s %s update Runtime=%s",
                     self.interval,
@@ -252,16 +258,11 @@ class Dispatcher:
         if message.exginfo is not None:
             self._spawn(self._write_exginfo, message.exginfo, message.run_time_ms)
         first = not self.book.symbols and not self._adopting
+        self.selected = message.symbols
         added = sorted(message.symbols - set(self.book.symbols) - self._adopting)
-        removed = sorted(set(self.book.symbols) - message.symbols)
+        removed = sorted(set(self.book.symbols) - message.symbols - set(self.retiring))
         for symbol in removed:
-            if symbol in self.book.symbols:
-                self._reports(self.book.remove_symbol(symbol))
-            self.frames.pop(symbol, None)
-            self.dirty.discard(symbol)
-            self.history_pending.discard(symbol)
-            self.stats.delisted.append(symbol)
-            self._spawn(self._retire, symbol)
+            self.retiring[symbol] = message.run_time_ms
         if removed:
             log.warning("delisted / no longer selected: %s", removed)
             self.alert("delisting", f"no longer trading, history kept aside: {removed}")
@@ -273,10 +274,33 @@ class Dispatcher:
             self._adopting.update(added)
             self._spawn(self._adopt, added, first)
         if added or removed:
-            try:
-                self.listen.send_nowait(SetSymbols(symbols=message.symbols))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                log.debug("listeners gone (shutting down)")
+            self._listen()
+
+    def _listen(self) -> None:
+        try:
+            self.listen.send_nowait(SetSymbols(symbols=self.selected | set(self.retiring)))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            log.debug("listeners gone (shutting down)")
+
+    def _retire_due(self, run_time: int) -> None:
+        """At a boundary after their delisting, stop recording delisted symbols and move their
+        files aside (a symbol still being written waits for the next boundary)."""
+        due = [s for s, left in self.retiring.items() if left < run_time]
+        for symbol in due:
+            if symbol in self.selected:
+                del self.retiring[symbol]  # listed again meanwhile
+                continue
+            if symbol in self.writing or symbol in self.dirty:
+                continue
+            del self.retiring[symbol]
+            if symbol in self.book.symbols:
+                self._reports(self.book.remove_symbol(symbol))
+            self.frames.pop(symbol, None)
+            self.history_pending.discard(symbol)
+            self.stats.delisted.append(symbol)
+            self._spawn(self._retire, symbol)
+        if due:
+            self._listen()
 
     async def _adopt(self, symbols: list[str], first: bool) -> None:
         """Read the new symbols' files (unless preloaded), then fetch their missing tails."""
