@@ -9,6 +9,7 @@ harness. Protocol-level properties live in ``tests/core/test_protocol_properties
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from collections.abc import AsyncIterator
@@ -27,7 +28,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from bmac_trio._config import Config, load_config
 from bmac_trio._dispatcher import Dispatcher, run_dispatcher
 from bmac_trio._errors import RemoteProtocolError
-from bmac_trio._events import Fetch, Inbox, Klines, SetSymbols, SymbolsChanged
+from bmac_trio._events import Fetch, Inbox, Klines, PeriodStart, SetSymbols, SymbolsChanged
 from bmac_trio._layout import FLOAT_COLUMNS
 from bmac_trio._protocol import KlineEvent, closed_only, parse_klines, parse_ws_message
 from bmac_trio._storage import CandleStore, ExginfoStore
@@ -294,7 +295,7 @@ def _tamper(frame: dict[str, Any], field: str, value: Any) -> str:
         frame["stream"] = f"{str(value).lower()}@kline_1m"
     else:
         k[field] = value
-    return orjson.dumps(frame).decode()
+    return json.dumps(frame)  # stdlib: writes integers of any size, as a hostile peer may
 
 
 def _hostile_ws() -> st.SearchStrategy[Step]:
@@ -330,7 +331,7 @@ def _hostile_rest() -> st.SearchStrategy[Step]:
     def bad_row(symbol: str, k: int, index: int, value: Any) -> Step:
         rows = orjson.loads(rest_body(symbol, [T0 + k * M, T0 + (k + 1) * M]))
         rows[1][index] = value
-        return Step("rest", orjson.dumps(rows), False, symbol)
+        return Step("rest", json.dumps(rows).encode(), False, symbol)
 
     def descending(symbol: str, k: int) -> Step:
         return Step("rest", rest_body(symbol, [T0 + (k + 1) * M, T0 + k * M]), False, symbol)
@@ -432,3 +433,35 @@ async def test_closed_kline_from_the_future_is_rejected(tmp_path: Path) -> None:
             await h.feed_ws(ws_frame("AAAUSDT", T0 + 10**6 * M))  # closes in 2027
             await h.settle()
             assert opens_of(h.read("AAAUSDT"))[-1] == T0 + 44 * M
+
+
+# --- delisting: the final candle is kept ----------------------------------------------------
+
+
+async def test_delisted_symbol_keeps_its_final_candle(tmp_path: Path) -> None:
+    # exchangeInfo says SETTLING from the delisting boundary on, but the closing push of the
+    # last candle arrives a moment later: it must still land, in the file kept aside
+    history = [T0 + i * M for i in range(-40, 10)]
+    with trio.fail_after(10):
+        async with dispatching(tmp_path / "data") as h:
+            await h.symbols({"AAAUSDT", "BBBUSDT"})
+            h.drain_fetches()
+            for symbol in ("AAAUSDT", "BBBUSDT"):
+                assert await h.feed_rest(symbol, rest_body(symbol, history))
+            await h.settle()
+            delisted_at = T0 + 11 * M
+            h.clock.now = delisted_at + 100
+            await h.inbox.send(
+                SymbolsChanged(run_time_ms=delisted_at, symbols=frozenset({"BBBUSDT"}))
+            )
+            await h.settle()
+            for symbol in ("AAAUSDT", "BBBUSDT"):
+                assert await h.feed_ws(ws_frame(symbol, T0 + 10 * M))
+            await h.settle()
+            h.clock.now = T0 + 12 * M
+            await h.inbox.send(PeriodStart(run_time_ms=T0 + 12 * M))
+            await h.settle()
+            assert "AAAUSDT" not in h.dispatcher.book.symbols
+    aside = h.dispatcher.store.directory / "_delisted" / "AAAUSDT.pqt"
+    assert not h.dispatcher.store.path("AAAUSDT").exists()
+    assert opens_of(pl.read_parquet(aside.read_bytes())) == [*history[1:], T0 + 10 * M]
