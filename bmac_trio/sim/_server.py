@@ -80,7 +80,10 @@ def _hypercorn_config(cfg: SimConfig, clock: Clock, ping_s: float) -> HypercornC
     hc.accesslog = None
     hc.loglevel = "WARNING"
     hc.graceful_timeout = 0.2
-    hc.websocket_ping_interval = max(0.05, clock.to_real(ping_s))
+    # Exchange-time period, but never more than four pings a real second at high speed.
+    hc.websocket_ping_interval = max(0.25, clock.to_real(ping_s))
+    # A combined-stream URL with 1024 streams is ~25 KB: above h11's default 16 KB.
+    hc.h11_max_incomplete_size = 256 * 1024
     hc.keep_alive_timeout = 30.0
     hc.include_server_header = False
     return hc

@@ -294,3 +294,18 @@ async def test_spot_one_second_stream() -> None:
     assert all(e["k"]["i"] == "1s" for e in closing + updates)
     gaps = [b["E"] - a["E"] for a, b in itertools.pairwise(updates)]
     assert all(g >= 950 for g in gaps)  # spot 1s streams push every second
+
+
+async def test_spot_cap_is_1024_streams_per_connection() -> None:
+    with trio.fail_after(20):
+        async with running(START_MS, market="spot", symbols=4) as (sim, _):
+            names = [f"sim{i:04d}usdt@kline_1m" for i in range(1025)]
+            url = sim.ws_url + "/stream?streams=" + "/".join(names[:1024])
+            async with open_ws(url) as ws:
+                reply = await _control(ws, {"method": "LIST_SUBSCRIPTIONS", "id": 1})
+                assert len(reply["result"]) == 1024
+                reply = await _control(ws, {"method": "SUBSCRIBE", "params": names[1024:], "id": 2})
+                assert reply["error"]["code"] == 2
+            with pytest.raises(trio_websocket.ConnectionRejected):
+                async with open_ws(sim.ws_url + "/stream?streams=" + "/".join(names)):
+                    pass
