@@ -6,10 +6,12 @@ import time
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
 import trio
+from hypothesis import given, settings, strategies as st
 
 from bmac_kit import CandleFileReader
 from bmac_kit._cli import hourly
@@ -209,3 +211,25 @@ async def test_live_updates_the_offset_whose_hour_closed(
             assert (ends.max() == hour_end) is (s in have), (offset, s)
     ahead = CandleFileReader(job.offset_dir(50), "parquet").read_candle("AUSDT")
     _assert_rows_equal(ahead.to_dicts(), loop_resample(symbols["AUSDT"], 50))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(min_value=0, max_value=80),
+    shift=st.integers(min_value=0, max_value=11),
+    dropped=st.sets(st.integers(min_value=0, max_value=79), max_size=6),
+    offset=st.sampled_from(OFFSETS),
+)
+def test_resample_equals_loop_for_any_gaps(n: int, shift: int, dropped: set, offset: int) -> None:
+    rng = np.random.default_rng(n)
+    begin = [T0 + (shift + i) * FIVE for i in range(n) if i not in dropped]
+    frame = pl.DataFrame(
+        {
+            "candle_begin_time": begin,
+            "candle_end_time": [b + FIVE for b in begin],
+            **{c: rng.random(len(begin)) for c in ("open", "high", "low", "close", *SUMMED)},
+        }
+    ).with_columns(pl.col("candle_begin_time", "candle_end_time").cast(pl.Datetime("ms", "UTC")))
+    got = resample_hourly(frame.with_columns(symbol=pl.lit("X")), offset).collect()
+    want = loop_resample(frame, offset) if begin else []
+    _assert_rows_equal(got.drop("symbol").to_dicts(), want)
