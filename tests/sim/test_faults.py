@@ -85,7 +85,7 @@ async def test_silence_keeps_connection_but_sends_nothing() -> None:
 async def test_malformed_closing_frame() -> None:
     with trio.fail_after(20):
         async with (
-            running(START_MS - 2000, speed=4.0, market="um", symbols=4) as (sim, _),
+            running(START_MS - 2000, speed=8.0, market="um", symbols=4) as (sim, _),
             open_ws(sim.ws_url + STREAMS) as ws,
         ):
             sim.faults.send_malformed(1)
@@ -105,7 +105,7 @@ async def test_malformed_closing_frame() -> None:
 async def test_duplicate_closing_frame() -> None:
     with trio.fail_after(20):
         async with (
-            running(START_MS - 2000, speed=4.0, market="um", symbols=4) as (sim, _),
+            running(START_MS - 2000, speed=8.0, market="um", symbols=4) as (sim, _),
             open_ws(sim.ws_url + STREAMS) as ws,
         ):
             sim.faults.send_duplicates(1)
@@ -119,7 +119,7 @@ async def test_duplicate_closing_frame() -> None:
 async def test_out_of_order_closing_frame() -> None:
     with trio.fail_after(20):
         async with (
-            running(START_MS - 2000, speed=4.0, market="um", symbols=4) as (sim, _),
+            running(START_MS - 2000, speed=8.0, market="um", symbols=4) as (sim, _),
             open_ws(sim.ws_url + STREAMS) as ws,
         ):
             sim.faults.send_out_of_order(1)

@@ -292,13 +292,18 @@ async def test_continuous_klines_follow_the_contract() -> None:
     async with running(START_MS + 1000, market="um", symbols=6) as (sim, client):
         quarterly = next(s for s in sim.trading_symbols() if s.startswith("BTCUSDT_"))
         for ctype, symbol in (("PERPETUAL", "BTCUSDT"), ("CURRENT_QUARTER", quarterly)):
+            end = str(START_MS - MIN)  # closed candles only: no race with the forming one
             _, cont, _ = await get_json(
                 client,
                 "/continuousKlines",
                 pair="BTCUSDT",
                 contractType=ctype,
                 interval="1m",
+                endTime=end,
                 limit="5",
             )
-            _, plain, _ = await get_json(client, "/klines", symbol=symbol, interval="1m", limit="5")
+            _, plain, _ = await get_json(
+                client, "/klines", symbol=symbol, interval="1m", endTime=end, limit="5"
+            )
+            assert len(cont) == 5
             assert cont == plain

@@ -177,7 +177,7 @@ async def test_incoming_message_rate_limit_disconnects() -> None:
 async def test_closing_push_delay_and_values() -> None:
     names = ["btcusdt", "ethusdt", "sim001usdt", "sim002usdt", "sim003usdt"]
     with trio.fail_after(20):
-        async with running(START_MS - 2_000, speed=4.0, market="um", symbols=10) as (sim, _):
+        async with running(START_MS - 2_000, speed=8.0, market="um", symbols=10) as (sim, _):
             url = sim.ws_url + "/market/stream?streams=" + "/".join(f"{n}@kline_1m" for n in names)
             async with open_ws(url) as ws:
                 seen = {}
@@ -214,7 +214,7 @@ async def test_futures_updates_only_when_changed_and_after_first_trade() -> None
             url = sim.ws_url + "/market/stream?streams=btcusdt@kline_1m/sim001usdt@kline_1m"
             async with open_ws(url) as ws:
                 frames = []
-                with trio.move_on_after(1.5):
+                with trio.move_on_after(1.0):
                     while True:
                         frames.append(await next_kline(ws, closed=False))
             assert frames
