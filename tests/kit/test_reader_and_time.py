@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -137,3 +139,9 @@ def test_ready_symbols_counts_a_later_period_but_not_an_earlier_one(datadir, mak
     reader = CandleFileReader(datadir.candles)
     assert reader.ready_symbols(T0) == {"NEWERUSDT", "EXACTUSDT"}
     assert not reader.check_ready("NEWERUSDT", T0)  # BMAC's exact check is kept as it was
+
+
+def test_pandas_is_optional_and_imported_lazily() -> None:
+    code = "import sys, bmac_kit, bmac_kit._hourly, factor.PctChg; print('pandas' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
