@@ -35,3 +35,10 @@ async def test_rest_and_ws_agree_with_ground_truth() -> None:
             assert status == 200
             assert rows == truth[-1000:]
             assert headers["x-mbx-used-weight-1m"] == "5"
+            stats = sim.stats
+            assert stats.ws_connections_opened == stats.ws_connections_closed == 1
+            assert stats.ws_messages_sent >= stats.ws_closing_events >= 1
+            assert stats.rest_requests == 1
+            assert stats.rest_by_status[200] == 1
+            assert stats.weight_per_ip == {"127.0.0.1": 5}
+            assert not stats.faults
