@@ -82,7 +82,8 @@ class MarketEvents:
 
     What has been published cannot be unpublished: a delisting, expiry or maintenance window
     that would start in the past starts now instead (so the ground truth keeps every candle
-    already served). Listing in the past is allowed (it only adds history).
+    already served). Listing a new symbol in the past only adds history; moving an existing
+    symbol's listing rewrites its history, so do that before clients look at it.
     """
 
     def __init__(self, ex: Exchange, hub: Hub, clock: Clock) -> None:
