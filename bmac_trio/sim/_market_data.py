@@ -91,12 +91,25 @@ class MarketModel:
 
     def _price_uncached(self, spec: SymbolSpec, t_ms: int) -> int:
         key = (spec.key ^ (self.seed * _GOLDEN)) & _M64
+        cache = self._grid_cache
         x = 0.0
         for j, (grid, amp) in enumerate(_SCALES):
             i, rem = divmod(t_ms, grid)
-            a = self._grid(key, j, i)
-            if rem:
-                a += (self._grid(key, j, i + 1) - a) * (rem / grid)
+            if j < 2:  # fine scales: cheap to hash, rarely reused
+                salted = key ^ (j << 56)
+                a = mix((salted ^ (i * _GOLDEN)) & _M64) * _INV63 - 1.0
+                if rem:
+                    b = mix((salted ^ ((i + 1) * _GOLDEN)) & _M64) * _INV63 - 1.0
+                    a += (b - a) * (rem / grid)
+            else:
+                a = cache.get((key, j, i))
+                if a is None:
+                    a = self._grid(key, j, i)
+                if rem:
+                    b = cache.get((key, j, i + 1))
+                    if b is None:
+                        b = self._grid(key, j, i + 1)
+                    a += (b - a) * (rem / grid)
             x += amp * a
         raw = spec.price0 * math.exp(x)
         return max(spec.tick, round(raw / spec.tick) * spec.tick)
