@@ -41,6 +41,13 @@ from bmac_trio.sim._ws_protocol import ConnProtocol, KlineStream, parse_stream
 __all__ = ["Conn", "Hub"]
 
 
+def _next_tick(now: int, gap: int) -> int:
+    """The next update tick: a grid of ``gap`` offset by half a gap from candle boundaries,
+    so a tick never falls just before the previous candle's closing push (1s candles)."""
+    off = gap // 2
+    return ((now - off) // gap + 1) * gap + off
+
+
 @dataclass(eq=False, slots=True)
 class Conn:
     """One accepted WebSocket connection."""
@@ -180,7 +187,7 @@ class Hub:
             stream.closed_upto = prev
             self._schedule(stream, t)
         if gap not in self._ticks:
-            self._ticks[gap] = (now // gap + 1) * gap
+            self._ticks[gap] = _next_tick(now, gap)
         self._wake.set()
         return stream
 
@@ -200,8 +207,15 @@ class Hub:
     # ------------------------------------------------------------------------ pushing
 
     def closing_delay_ms(self, symbol: str, iv: Interval, open_ms: int) -> int:
-        """0.2-2.0 s, deterministic per symbol and period."""
-        return 200 + int(unit(self._key ^ symbol_key(self.cfg.seed, symbol), open_ms, iv.ms) * 1800)
+        """0.2-2.0 s, deterministic per symbol and period (1-50 ms for ``1s`` candles).
+
+        The 0.2-2.0 s range is the real UM capture of 1m streams; a real spot ``1s`` closing
+        event came 1 ms after its close, before the next second's candle ended.
+        """
+        u = unit(self._key ^ symbol_key(self.cfg.seed, symbol), open_ms, iv.ms)
+        if iv.ms == 1000:
+            return 1 + int(u * 49)
+        return 200 + int(u * 1800)
 
     def closing_due(self, stream: _Stream, open_ms: int) -> int:
         """Exchange time of the closing push of the candle opening at ``open_ms``."""
@@ -287,7 +301,7 @@ class Hub:
         if not due:
             return
         for gap in due:
-            self._ticks[gap] = (now // gap + 1) * gap
+            self._ticks[gap] = _next_tick(now, gap)
         if self.silent(now):
             return
         for stream in list(self.streams.values()):
