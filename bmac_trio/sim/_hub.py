@@ -3,8 +3,9 @@
 One publisher task serves every connection. Per kline stream it pushes
 
 * the closing ``x:true`` event ``delay`` after the candle ends, where ``delay`` is a
-  deterministic 0.2-2.0 s of exchange time per (symbol, interval, open) and ``E`` = end +
-  delay; it is sent even when nothing traded, and never skipped by throttling;
+  deterministic 0.2-2.0 s of exchange time per (symbol, interval, open) (1-50 ms for ``1s``
+  candles) and ``E`` = end + delay; it is sent even when nothing traded, and never skipped by
+  throttling;
 * ``x:false`` updates of the forming candle at the market's cadence (spot 2 s, 1 s for ``1s``;
   futures 250 ms, only when the candle changed and not before its first trade), never for a
   candle whose predecessor's closing event is still due.
@@ -12,7 +13,8 @@ One publisher task serves every connection. Per kline stream it pushes
 Throttling rule at high clock speed: intermediate updates of one stream are at least
 ``min_real_update_s`` real seconds apart (default: the Binance cadence, e.g. 0.25 s), i.e. the
 exchange-time gap is ``max(cadence, min_real_update_s * speed)``; all streams of one cadence
-tick together. Silence (a fault or a maintenance window) suppresses every frame.
+tick together, half a period off the candle boundaries. Silence (a fault or a maintenance
+window) suppresses every frame.
 
 Each connection has a bounded outgoing queue drained by its own writer; a client too slow
 to keep up is disconnected, like Binance does.
