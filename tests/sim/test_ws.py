@@ -22,6 +22,14 @@ async def _drain(ws: trio_websocket.WebSocketConnection) -> None:
         await ws.get_message()
 
 
+async def _flood_then_drain(ws: trio_websocket.WebSocketConnection, n: int) -> None:
+    for i in range(n):
+        await ws.send_message(
+            orjson.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 100 + i}).decode()
+        )
+    await _drain(ws)
+
+
 async def _control(ws: trio_websocket.WebSocketConnection, msg: object) -> object:
     await ws.send_message(msg if isinstance(msg, str) else orjson.dumps(msg).decode())
     while True:
@@ -159,19 +167,23 @@ async def test_stream_cap_refused_in_url_and_in_subscribe() -> None:
             assert sim.stats.ws_connections_refused == 1
 
 
-async def test_incoming_message_rate_limit_disconnects() -> None:
+@pytest.mark.parametrize(("market", "route", "limit"), [("um", "/market", 10), ("spot", "", 5)])
+async def test_incoming_message_rate_limit_disconnects(market: str, route: str, limit: int) -> None:
     with trio.fail_after(20):
         async with (
-            running(START_MS + 1000, market="um", symbols=4) as (sim, _),
-            open_ws(sim.ws_url + "/market/ws") as ws,
+            running(START_MS + 1000, market=market, symbols=4) as (sim, _),
+            open_ws(sim.ws_url + route + "/ws") as ws,
         ):
-            for i in range(11):
+            for i in range(limit):  # at the limit: answered
                 await ws.send_message(
                     orjson.dumps({"method": "LIST_SUBSCRIPTIONS", "id": i}).decode()
                 )
+            for i in range(limit):
+                assert (await ws_json(ws))["id"] == i
             with pytest.raises(trio_websocket.ConnectionClosed) as info:
-                await _drain(ws)
+                await _flood_then_drain(ws, limit + 1)  # over the limit within one second
             assert info.value.reason.code == 1008
+            assert info.value.reason.reason == "Too many requests"
 
 
 async def test_closing_push_delay_and_values() -> None:
