@@ -41,7 +41,7 @@ from bmac_trio._events import (
     SymbolsChanged,
 )
 from bmac_trio._layout import run_time_label
-from bmac_trio._protocol import candles_to_frame
+from bmac_trio._protocol import Candle, candles_to_frame
 
 if TYPE_CHECKING:
     import polars as pl
@@ -58,6 +58,8 @@ log = logging.getLogger("bmac_trio.dispatcher")
 
 #: Real seconds the final flush may take on shutdown.
 FLUSH_GRACE_S = 10.0
+#: A frame is made contiguous again once it has this many chunks.
+MAX_CHUNKS = 16
 #: Exchange ms a closed stream kline may end after our clock (skew); later ones are forged.
 FUTURE_SLACK_MS = 60_000
 #: Real seconds before a failed write (disk full, read-only) is tried again, doubling to the max.
@@ -77,6 +79,8 @@ class DispatcherStats:
     history_started: float | None = None
     history_finished: float | None = None
     history_symbols: int = 0
+    #: Klines weight the start-up history cost.
+    history_weight: int = 0
     listed: list[str] = field(default_factory=list)
     delisted: list[str] = field(default_factory=list)
     fetches: int = 0
@@ -131,6 +135,8 @@ class Dispatcher:
         self.on_change = on_change or (lambda: None)
         self.book = Book(interval=config.interval, num_candles=config.num_candles)
         self.frames: dict[str, pl.DataFrame] = {}
+        #: Candles received but not merged yet (the symbol's writer merges them).
+        self.pending: dict[str, list[Candle]] = {}
         self.limiter = trio.CapacityLimiter(write_threads)
         self.locks: dict[str, trio.Lock] = {}
         self.dirty: set[str] = set()
@@ -164,7 +170,9 @@ class Dispatcher:
         match message:
             case Klines():
                 self._on_klines(message)
-            case FetchDone(fetch=fetch, through_open_ms=through):
+            case FetchDone(fetch=fetch, through_open_ms=through, weight=weight):
+                if fetch.reason == "history":
+                    self.stats.history_weight += weight
                 self._forget_fetch(fetch, lambda: self.book.on_fetch_done(fetch, through))
             case FetchFailed(fetch=fetch, error=error):
                 log.warning("fetch of %s given up: %s", fetch.symbol, error)
@@ -225,8 +233,9 @@ class Dispatcher:
         self._send_fetches(fetches)
         if not merge:
             return
-        new = candles_to_frame(message.candles, self.interval)
-        self.frames[symbol] = self.store.merge(self.frames.get(symbol), new)
+        # merged into the frame by the symbol's writer, in its thread: polars costs about
+        # a millisecond per tiny merge, too much for the event loop at a boundary
+        self.pending.setdefault(symbol, []).extend(message.candles)
         self._schedule_write(symbol)
 
     def _forget_fetch(self, fetch: Fetch, update: Callable[[], None]) -> None:
@@ -296,6 +305,7 @@ class Dispatcher:
             if symbol in self.book.symbols:
                 self._reports(self.book.remove_symbol(symbol))
             self.frames.pop(symbol, None)
+            self.pending.pop(symbol, None)
             self.history_pending.discard(symbol)
             self.stats.delisted.append(symbol)
             self._spawn(self._retire, symbol)
@@ -401,25 +411,44 @@ class Dispatcher:
             self.idle = trio.Event()
             self._spawn(self._writer, symbol)
 
+    def _merge_and_write(
+        self, symbol: str, old: pl.DataFrame | None, candles: list[Candle]
+    ) -> tuple[pl.DataFrame, int, StorageError | None]:
+        """In a worker thread: merge the new candles, write the file and its ready file.
+
+        Returns the merged frame even when the write failed (kept for the next attempt).
+        """
+        frame = old
+        if candles:
+            frame = self.store.merge(old, candles_to_frame(candles, self.interval))
+            if frame.n_chunks() > MAX_CHUNKS:
+                # each appended candle adds a chunk: keep frames compact
+                frame = frame.rechunk()
+        assert frame is not None
+        last_open = _last_open_ms(frame)
+        try:
+            self.store.write(symbol, frame, self.interval.end(last_open))
+        except StorageError as exc:
+            return frame, last_open, exc
+        return frame, last_open, None
+
     async def _writer(self, symbol: str) -> None:
         retry_s = WRITE_RETRY_S
         try:
             async with self._lock(symbol):
                 while symbol in self.dirty:
                     self.dirty.discard(symbol)
-                    frame = self.frames.get(symbol)
-                    if frame is None:
+                    candles = self.pending.pop(symbol, [])
+                    old = self.frames.get(symbol)
+                    if old is None and not candles:
                         return
-                    last_open = _last_open_ms(frame)
-                    try:
-                        await trio.to_thread.run_sync(
-                            self.store.write,
-                            symbol,
-                            frame,
-                            self.interval.end(last_open),
-                            limiter=self.limiter,
-                        )
-                    except StorageError as exc:
+                    frame, last_open, error = await trio.to_thread.run_sync(
+                        self._merge_and_write, symbol, old, candles, limiter=self.limiter
+                    )
+                    if symbol in self.book.symbols:  # not removed meanwhile
+                        self.frames[symbol] = frame
+                    if error is not None:
+                        exc = error
                         # the candles stay in memory and the write is tried again until the
                         # disk takes it (the next candle would otherwise be the only retry)
                         self.stats.write_errors += 1

@@ -90,6 +90,7 @@ class FetchDone:
 
     fetch: Fetch
     through_open_ms: int | None
+    #: The request weight of its pages (retries not counted).
     weight: int = 0
 
 

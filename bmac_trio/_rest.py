@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -51,6 +52,8 @@ T = TypeVar("T")
 
 #: Binance codes for "this symbol cannot be asked for": never retried.
 NOT_TRADABLE_CODES = frozenset({-1121, -1122})
+#: Klines bodies at least this long are parsed in a worker thread.
+PARSE_IN_THREAD_BYTES = 16_384
 #: Backoff for 5xx / connection errors, real seconds.
 BACKOFF_START_S = 0.2
 BACKOFF_MAX_S = 5.0
@@ -163,7 +166,12 @@ class RestClient:
         """Candles opening from ``start_ms`` to ``end_ms`` (included), forming one included."""
         params = klines_params(self.market, symbol, self.interval, start_ms, end_ms, limit)
         body = await self.get("klines", params, self.market.kline_weight(limit))
-        return parse_klines(body, symbol=symbol, interval=self.interval)
+        if len(body) < PARSE_IN_THREAD_BYTES:
+            return parse_klines(body, symbol=symbol, interval=self.interval)
+        # a history page (up to 1500 rows) takes milliseconds to check: not on the event loop
+        return await trio.to_thread.run_sync(
+            partial(parse_klines, body, symbol=symbol, interval=self.interval)
+        )
 
     async def exchange_info(self) -> ExchangeInfo:
         """The market's exchangeInfo, parsed."""
@@ -248,7 +256,7 @@ async def run_rest_fetcher(
         async for fetch in fetches:
             last_closed = interval.last_closed_open(clock.now_ms())
             last = min(fetch.last_open_ms, last_closed)
-            spent_before = rest.weight_spent
+            spent = 0  # this fetch's own pages (other workers share the client)
             try:
                 if last >= fetch.first_open_ms:
                     plan = plan_klines(
@@ -256,17 +264,14 @@ async def run_rest_fetcher(
                     )
                     for request in plan:
                         await _fetch_page(fetch, request, inbox, rest, clock, attempts, on_ban)
+                        spent += request.weight
             except RestUnavailable as exc:
                 level = logging.INFO if exc.code in NOT_TRADABLE_CODES else logging.WARNING
                 log.log(level, "giving up %s %s: %s", fetch.reason, fetch.symbol, exc)
                 await inbox.send(FetchFailed(fetch=fetch, error=str(exc)))
                 continue
             through = last if last >= fetch.first_open_ms else None
-            await inbox.send(
-                FetchDone(
-                    fetch=fetch, through_open_ms=through, weight=rest.weight_spent - spent_before
-                )
-            )
+            await inbox.send(FetchDone(fetch=fetch, through_open_ms=through, weight=spent))
 
 
 async def _fetch_page(

@@ -91,6 +91,8 @@ async def run_against(
 ) -> AsyncIterator[Env]:
     """Run the recorder on ``base`` against ``sim`` until the block exits (graceful stop)."""
     config.setdefault("num_socket_listeners", 2)
+    # 30 exchange seconds (0.25 s real at 120x): room for a loaded CI machine
+    config.setdefault("candle_close_timeout_sec", 30)
     write_config(base, rest_url=sim.rest_url, ws_url=sim.ws_url, **config)
     cfg = load_config(base)
     async with trio.open_nursery() as nursery:

@@ -85,19 +85,20 @@ async def test_restart_after_10_minutes_down_fetches_only_the_tail(tmp_path: Pat
             async with run_against(sim, clock, base, **{**UM, "num_candles": 1500}) as env:
                 await env.history()
                 await env.periods(2)
-                first_weight = env.handle.weight_spent
+                first_weight = env.handle.stats.history_weight
             stopped = clock.now_ms()
             await clock.sleep_until_ms(stopped + 10 * 60_000)
             async with run_against(sim, clock, base, **{**UM, "num_candles": 1500}) as env:
                 await env.history()
-                weight = env.handle.weight_spent
+                weight = env.handle.stats.history_weight
                 symbols = len(env.handle.symbols)
                 print(
-                    f"restart after 10 min: {weight} weight for {symbols} symbols "
-                    f"({weight / symbols:.2f} per symbol; first start {first_weight})"
+                    f"restart after 10 min: {weight} klines weight for {symbols} symbols "
+                    f"({weight / symbols:.2f} per symbol; the first start took {first_weight}); "
+                    f"{env.handle.weight_spent} in all with exchangeInfo"
                 )
-                # exchangeInfo (1) + one klines call of < 100 candles (1) per symbol
-                assert weight <= 1 + symbols
+                # one klines call of < 100 candles (weight 1) per symbol
+                assert weight == symbols
                 done = await env.periods(2)
                 assert_matches_truth(env, through_ms=done[-1])
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 import trio
 
-from bmac_trio._layout import MANIFEST_DIR, META_FILE, ready_file
+from bmac_trio._layout import MANIFEST_DIR, META_FILE, ready_file, run_time_label
 from bmac_trio.sim import SimConfig
 
 from .conftest import assert_matches_truth, recording
@@ -50,12 +50,14 @@ async def test_records_every_candle_exactly(
             # BMAC-compatible ready files name the period end in the configured zone
             for symbol in symbols:
                 assert ready_file(config.candle_dir, symbol, done[-1], config.timezone).exists()
-            manifest = config.candle_dir / MANIFEST_DIR
-            labels = sorted(p.name for p in manifest.iterdir())
-            assert labels
-            content = orjson.loads((manifest / labels[-1]).read_bytes())
+            # the manifest of the first live period (written a while ago) lists every symbol
+            label = run_time_label(done[0], config.timezone)
+            content = orjson.loads(
+                (config.candle_dir / MANIFEST_DIR / f"{label}.json").read_bytes()
+            )
             assert content["missing"] == []
             assert content["complete"] == symbols
+            assert content["final"] is True
             meta = orjson.loads((config.candle_dir / META_FILE).read_bytes())
             assert (meta["save_type"], meta["trade_type"]) == (save_type, trade_type)
             assert (config.exginfo_dir / "exginfo.pqt").exists()

@@ -143,7 +143,7 @@ async def test_server_errors_are_retried_and_only_closed_candles_sent(
     klines, done = messages
     assert isinstance(klines, Klines)
     assert [c.open_ms for c in klines.candles] == [T0 + i * M for i in range(5)]
-    assert done == FetchDone(fetch=fetch, through_open_ms=T0 + 4 * M, weight=3)
+    assert done == FetchDone(fetch=fetch, through_open_ms=T0 + 4 * M, weight=1)
     await rest.http.aclose()
 
 
