@@ -183,7 +183,11 @@ class _Listener:
         try:
             with trio.fail_after(self.s.connect_timeout_s):
                 ws = await trio_websocket.connect_websocket_url(
-                    nursery, url, message_queue_size=64, max_message_size=2**22
+                    nursery,
+                    url,
+                    message_queue_size=64,
+                    max_message_size=2**22,
+                    receive_buffer_size=65_536,
                 )
         except (OSError, trio_websocket.HandshakeError, trio.TooSlowError) as exc:
             raise WsDisconnected(f"slot {slot.index}: connect failed: {exc!r}") from exc
