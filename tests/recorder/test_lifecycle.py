@@ -82,13 +82,13 @@ async def test_restart_after_10_minutes_down_fetches_only_the_tail(tmp_path: Pat
             sim,
             clock,
         ):
-            async with run_against(sim, clock, base, **{**UM, "num_candles": 1500}) as env:
+            async with run_against(sim, clock, base, **{**UM, "num_candles": 500}) as env:
                 await env.history()
                 await env.periods(2)
                 first_weight = env.handle.stats.history_weight
             stopped = clock.now_ms()
             await clock.sleep_until_ms(stopped + 10 * 60_000)
-            async with run_against(sim, clock, base, **{**UM, "num_candles": 1500}) as env:
+            async with run_against(sim, clock, base, **{**UM, "num_candles": 500}) as env:
                 await env.history()
                 weight = env.handle.stats.history_weight
                 symbols = len(env.handle.symbols)
