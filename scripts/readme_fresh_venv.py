@@ -1,7 +1,7 @@
 """Run the README's commands, as written, in a fresh virtual environment (issue 5).
 
     python scripts/readme_fresh_venv.py            # everything, pytest included (minutes)
-    python scripts/readme_fresh_venv.py --quick    # `pytest` runs as `pytest -q -m "not slow"`
+    python scripts/readme_fresh_venv.py --quick    # `pytest -q -m "not slow and not soak"`
 
 A clean copy of the committed tree (``git archive HEAD``) goes to a temp dir with its own HOME;
 there ``python3 -m venv .venv && . .venv/bin/activate`` (the README's first instruction) makes a
@@ -11,8 +11,11 @@ order, in that environment, from the checkout:
 * servers (``bmac-trio sim``, ``bmac-trio run``) start in the background; the script waits for
   them to be ready (the sim's first line; the run's metrics port or status file), runs the rest
   of the block, then sends SIGTERM and expects exit 0;
-* ``~/usdt_perp_5m`` is a data directory in the temp HOME whose config points at the README's
-  simulator (nothing touches the real Binance);
+* ``~/usdt_perp_5m`` is a data directory in the temp HOME; before any ``bmac-trio run`` its
+  config.json (whether the README or this script wrote it) is pointed at the README's own
+  USDⓈ-M simulator, and the run is refused if none is running: nothing contacts Binance;
+* an example naming the user's own exchangeInfo file (``--exchange-info snapshot.json``) gets
+  the captured snapshot of that market from ``../shared/fixtures/binance``;
 * ``bmac-trio status`` may exit 0, 1 or 2 (its documented codes) but must print a health line;
 * ``sudo ...`` and ``journalctl`` need a system service manager and are reported as skipped.
 
@@ -29,13 +32,16 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO.parent / "shared" / "fixtures" / "binance"
 BLOCK = re.compile(r"^```bash\n(.*?)^```", re.M | re.S)
 SERVERS = ("bmac-trio sim", "bmac-trio run")
 
@@ -63,7 +69,7 @@ class Session:
             "COLUMNS": "120",
         }
         self.servers: list[subprocess.Popen[str]] = []
-        self.sim_urls: tuple[str, str] | None = None
+        self.sims: dict[str, tuple[str, str]] = {}  # market -> (rest_url, ws_url)
         self.failures = 0
 
     def _cmd(self, line: str) -> list[str]:
@@ -81,9 +87,10 @@ class Session:
             self.report("SKIP", line, started, "needs systemd")
             return
         if self.quick and re.search(r"(^|&& )pytest$", line):
-            line = line[: -len("pytest")] + 'pytest -q -m "not slow"'
+            line = line[: -len("pytest")] + 'pytest -q -m "not slow and not soak"'
+        provided = self.provide_files(line)
         if any(s in line for s in SERVERS) and "--help" not in line:
-            self.start_server(line, started)
+            self.start_server(line, started, provided)
             return
         out = subprocess.run(
             self._cmd(line),
@@ -104,7 +111,7 @@ class Session:
         if not ok:
             print("      " + "\n      ".join(tail), flush=True)
 
-    def start_server(self, line: str, started: float) -> None:
+    def start_server(self, line: str, started: float, note: str = "") -> None:
         if "bmac-trio run" in line:
             self.prepare_data_dir()
         proc = subprocess.Popen(
@@ -117,40 +124,65 @@ class Session:
             start_new_session=True,
         )
         self.servers.append(proc)
+        assert proc.stdout is not None
         if "bmac-trio sim" in line:
-            assert proc.stdout is not None
             first = proc.stdout.readline()
+            threading.Thread(target=_drain, args=(proc.stdout, []), daemon=True).start()
             match = re.search(r"REST (\S+) WS (\S+)", first)
             if match is None:
                 self.report("FAIL", line, started, f"first line {first!r}")
                 return
-            self.sim_urls = (match.group(1), match.group(2))
-            self.report("OK", line, started, f"serving: {first.strip()}")
+            market = re.search(r"--market (\w+)", line)
+            self.sims.setdefault(market.group(1) if market else "um", (match[1], match[2]))
+            self.report("OK", line, started, f"serving: {first.strip()} {note}".strip())
             return
+        output: list[str] = []
+        threading.Thread(target=_drain, args=(proc.stdout, output), daemon=True).start()
         port = re.search(r"--metrics-port (\d+)", line)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            if port and _answers(f"http://127.0.0.1:{port.group(1)}/metrics"):
+            ready = any("listening on" in text for text in output)
+            if ready and (not port or _answers(f"http://127.0.0.1:{port[1]}/metrics")):
                 break
-            if not port and (self.home / "usdt_perp_5m" / "bmac_status.json").exists():
-                break
-            time.sleep(0.5)
+            time.sleep(0.2)
         alive = proc.poll() is None
-        self.report("OK" if alive else "FAIL", line, started, "running" if alive else "exited")
+        self.report("OK" if alive else "FAIL", line, started, "recording" if alive else "exited")
+        if not alive:
+            print("      " + "      ".join(output[-3:]), flush=True)
 
     def prepare_data_dir(self) -> None:
+        """``~/usdt_perp_5m`` with a config, if the README has not written one yet."""
         base = self.home / "usdt_perp_5m"
-        if (base / "config.json").exists():
-            return
-        base.mkdir(exist_ok=True)
-        config = {"interval": "5m", "trade_type": "usdt_perp", "num_candles": 100}
-        if self.sim_urls:
-            config |= {"rest_url": self.sim_urls[0], "ws_url": self.sim_urls[1]}
+        if not (base / "config.json").exists():
+            base.mkdir(exist_ok=True)
+            config = {"interval": "5m", "trade_type": "usdt_perp", "num_candles": 100}
+            (base / "config.json").write_bytes(orjson.dumps(config))
+        self.point_at_simulator(base)
+
+    def point_at_simulator(self, base: Path) -> None:
+        """Never the real Binance: the config's URLs are the README's own USDⓈ-M simulator."""
+        config = orjson.loads((base / "config.json").read_bytes())
+        urls = self.sims.get("um")
+        if urls is None:
+            raise RuntimeError("no simulator running for ~/usdt_perp_5m; refusing to run")
+        config |= {"rest_url": urls[0], "ws_url": urls[1], "num_candles": 100}
         (base / "config.json").write_bytes(orjson.dumps(config))
+
+    def provide_files(self, line: str) -> str:
+        """A README example that names the user's own exchangeInfo file gets a captured one."""
+        match = re.search(r"--exchange-info (\S+)", line)
+        market = re.search(r"--market (\w+)", line)
+        if match and not (self.src / match[1]).exists() and FIXTURES.is_dir():
+            name = market[1] if market else "um"
+            fixture = next(FIXTURES.glob(f"{name}_exchange_info_*.json"), None)
+            if fixture is not None:
+                shutil.copy(fixture, self.src / match[1])
+                return f"{fixture.name} copied as {match[1]}"
+        return ""
 
     def stop_servers(self, keep_sim: bool) -> None:
         for proc in list(self.servers):
-            is_sim = "sim" in " ".join(proc.args)
+            is_sim = "bmac-trio sim" in " ".join(proc.args)
             if keep_sim and is_sim:
                 continue
             started = time.monotonic()
@@ -165,6 +197,11 @@ class Session:
             self.report("OK" if code == 0 else "FAIL", f"(SIGTERM) {name}", started, f"exit {code}")
 
 
+def _drain(stream: Any, into: list[str]) -> None:
+    for text in stream:
+        into.append(text)
+
+
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -175,7 +212,7 @@ def _answers(url: str) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help='pytest -m "not slow" only')
+    parser.add_argument("--quick", action="store_true", help="pytest without slow/soak tests")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bmac-readme-"))
