@@ -17,7 +17,9 @@ order, in that environment, from the checkout:
 * an example naming the user's own exchangeInfo file (``--exchange-info snapshot.json``) gets
   the captured snapshot of that market from ``../shared/fixtures/binance``;
 * ``bmac-trio status`` may exit 0, 1 or 2 (its documented codes) but must print a health line;
-* ``sudo ...`` and ``journalctl`` need a system service manager and are reported as skipped.
+* ``sudo ...`` and ``journalctl`` need a system service manager and are reported as skipped;
+* absolute paths in examples (``/data/h1``, ``/home/trader/...``) are rooted in the temp HOME,
+  and long-running examples (``--live``) run until the end of their block, then get SIGTERM.
 
 Prints one line per command (OK / FAIL / SKIP, seconds) and exits non-zero if any failed.
 """
@@ -88,8 +90,9 @@ class Session:
             return
         if self.quick and re.search(r"(^|&& )pytest$", line):
             line = line[: -len("pytest")] + 'pytest -q -m "not slow and not soak"'
+        line = sandboxed(line)
         provided = self.provide_files(line)
-        if any(s in line for s in SERVERS) and "--help" not in line:
+        if (any(s in line for s in SERVERS) or " --live" in line) and "--help" not in line:
             self.start_server(line, started, provided)
             return
         out = subprocess.run(
@@ -139,9 +142,10 @@ class Session:
         output: list[str] = []
         threading.Thread(target=_drain, args=(proc.stdout, output), daemon=True).start()
         port = re.search(r"--metrics-port (\d+)", line)
-        deadline = time.monotonic() + 120
+        is_run = "bmac-trio run" in line
+        deadline = time.monotonic() + (120 if is_run else 5)  # other servers: alive after 5 s
         while time.monotonic() < deadline and proc.poll() is None:
-            ready = any("listening on" in text for text in output)
+            ready = is_run and any("listening on" in text for text in output)
             if ready and (not port or _answers(f"http://127.0.0.1:{port[1]}/metrics")):
                 break
             time.sleep(0.2)
@@ -182,7 +186,8 @@ class Session:
 
     def stop_servers(self, keep_sim: bool) -> None:
         for proc in list(self.servers):
-            is_sim = "bmac-trio sim" in " ".join(proc.args)
+            command = " ".join(proc.args)
+            is_sim = "bmac-trio sim" in command
             if keep_sim and is_sim:
                 continue
             started = time.monotonic()
@@ -193,8 +198,14 @@ class Session:
                 os.killpg(proc.pid, signal.SIGKILL)
                 code = proc.wait()
             self.servers.remove(proc)
-            name = "bmac-trio sim" if is_sim else "bmac-trio run"
+            name = re.search(r"bmac-trio \w+", command)[0]  # type: ignore[index]
             self.report("OK" if code == 0 else "FAIL", f"(SIGTERM) {name}", started, f"exit {code}")
+
+
+def sandboxed(line: str) -> str:
+    """Absolute paths of the README (``/data/h1``, ``/home/trader/...``) go under the temp HOME,
+    so running the examples writes nothing outside the sandbox."""
+    return re.sub(r"(?<=\s)/(?!tmp/|dev/)(?=[\w.-])", "$HOME/", line)
 
 
 def _drain(stream: Any, into: list[str]) -> None:
