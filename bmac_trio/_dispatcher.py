@@ -275,6 +275,8 @@ class Dispatcher:
         if removed:
             log.warning("delisted / no longer selected: %s", removed)
             self.alert("delisting", f"no longer trading, history kept aside: {removed}")
+        if first:
+            self._spawn(self._retire_stale, message.symbols)
         if added:
             if not first:
                 log.warning("new symbols: %s", added)
@@ -350,6 +352,17 @@ class Dispatcher:
         self.history_pending.update(f.symbol for f in fetches)
         self._send_fetches(fetches)
         self._history_progress()
+
+    async def _retire_stale(self, selected: frozenset[str]) -> None:
+        """At start, move aside the files of symbols no longer selected (delisted while the
+        recorder was down, or dropped from keep_symbols), as a live delisting would."""
+        on_disk = await trio.to_thread.run_sync(self.store.symbols_on_disk, limiter=self.limiter)
+        stale = sorted(on_disk - selected)
+        if stale:
+            log.warning("no longer selected, history kept aside: %s", stale)
+        for symbol in stale:
+            await self._retire(symbol)
+        self.on_change()
 
     async def _retire(self, symbol: str) -> None:
         async with self._lock(symbol):
