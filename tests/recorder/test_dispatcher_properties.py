@@ -465,3 +465,33 @@ async def test_delisted_symbol_keeps_its_final_candle(tmp_path: Path) -> None:
     aside = h.dispatcher.store.directory / "_delisted" / "AAAUSDT.pqt"
     assert not h.dispatcher.store.path("AAAUSDT").exists()
     assert opens_of(pl.read_parquet(aside.read_bytes())) == [*history[1:], T0 + 10 * M]
+
+
+async def test_start_moves_aside_files_of_symbols_no_longer_selected(tmp_path: Path) -> None:
+    # a symbol delisted while the recorder was down (found by the soak): its file must not stay
+    # among the live ones, announced by its old ready file
+    base = tmp_path / "data"
+    write_config(base)
+    config = load_config(base)
+    store = CandleStore(
+        config.candle_dir, config.save_type, config.timezone, config.num_candles,
+        config.interval, durable=False,
+    )  # fmt: skip
+    history = [T0 + i * M for i in range(-40, 10)]
+    for symbol in ("AAAUSDT", "OLDUSDT"):
+        assert store.write(symbol, frame_of(symbol, history), T0 + 10 * M)
+    directory = config.candle_dir
+    with trio.fail_after(10):
+        async with dispatching(base) as h:
+            changed = trio.Event()
+            h.dispatcher.on_change = changed.set
+            await h.symbols({"AAAUSDT"})
+            while (directory / "OLDUSDT.pqt").exists():
+                await changed.wait()
+                changed = trio.Event()
+                h.dispatcher.on_change = changed.set
+    assert not (directory / "OLDUSDT.pqt").exists()
+    assert not list(directory.glob("OLDUSDT_*.ready"))
+    kept = pl.read_parquet((directory / "_delisted" / "OLDUSDT.pqt").read_bytes())
+    assert opens_of(kept) == history
+    assert (directory / "AAAUSDT.pqt").exists()
