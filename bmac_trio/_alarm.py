@@ -36,6 +36,9 @@ log = logging.getLogger("bmac_trio.alarm")
 
 AlarmKind = Literal["start", "deadline"]
 
+#: Exchange ms after a boundary at which exchangeInfo is refreshed (a quarter period at most).
+REFRESH_DELAY_MS = 3_000
+
 
 def iter_alarms(
     after_ms: int, interval: Interval, deadline_ms: int
@@ -115,14 +118,18 @@ async def run_refresher(
     """
     interval = config.interval
     with inbox:
+        # a few seconds after the boundary: the closing pushes (0.2-2 s after it) and their
+        # writes come first, the refresh's CPU (500 symbols to parse) after them
+        delay_ms = min(REFRESH_DELAY_MS, interval.ms // 4) if interval.ms else REFRESH_DELAY_MS
         run_time = interval.add(interval.floor(clock.now_ms()), 1)
         while True:
-            await clock.sleep_until_ms(run_time)
+            await clock.sleep_until_ms(run_time + delay_ms)
             try:
                 info = await retrying(
                     rest.exchange_info, clock=clock, what="exchangeInfo", attempts=4
                 )
-                await inbox.send(selection_message(info, config, run_time))
+                message = await trio.to_thread.run_sync(selection_message, info, config, run_time)
+                await inbox.send(message)
                 if config.funding_rate:
                     rates = await retrying(
                         rest.premium_index, clock=clock, what="premiumIndex", attempts=4

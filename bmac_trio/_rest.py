@@ -178,7 +178,8 @@ class RestClient:
         from bmac_trio._exchange_info import parse_exchange_info
 
         body = await self.get("exchangeInfo", None, self.market.exchange_info_weight)
-        return parse_exchange_info(body, self.market)
+        # hundreds of symbols with their filters: parsed off the event loop
+        return await trio.to_thread.run_sync(parse_exchange_info, body, self.market)
 
     async def premium_index(self) -> list[FundingRate]:
         """Every symbol's premiumIndex (weight 10): the current funding rates."""
