@@ -191,15 +191,20 @@ class Session:
             if keep_sim and is_sim:
                 continue
             started = time.monotonic()
-            os.killpg(proc.pid, signal.SIGTERM)
+            name = re.search(r"bmac-trio \w+", command)[0]  # type: ignore[index]
+            # sim and run document SIGTERM -> exit 0; anything else is stopped as a person
+            # would, with Ctrl-C (SIGINT), and may exit 0 or 130
+            documented = name in ("bmac-trio sim", "bmac-trio run")
+            sig = signal.SIGTERM if documented else signal.SIGINT
+            os.killpg(proc.pid, sig)
             try:
                 code = proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 code = proc.wait()
             self.servers.remove(proc)
-            name = re.search(r"bmac-trio \w+", command)[0]  # type: ignore[index]
-            self.report("OK" if code == 0 else "FAIL", f"(SIGTERM) {name}", started, f"exit {code}")
+            ok = code == 0 if documented else code in (0, 130)
+            self.report("OK" if ok else "FAIL", f"({sig.name}) {name}", started, f"exit {code}")
 
 
 def sandboxed(line: str) -> str:
