@@ -1,7 +1,8 @@
 """Run the README's commands, as written, in a fresh virtual environment (issue 5).
 
     python scripts/readme_fresh_venv.py            # everything, pytest included (minutes)
-    python scripts/readme_fresh_venv.py --quick    # `pytest -q -m "not slow and not soak"`
+    python scripts/readme_fresh_venv.py --quick    # `pytest -q -m "not slow and not soak"`,
+                                                   # soak runs skipped
 
 A clean copy of the committed tree (``git archive HEAD``) goes to a temp dir with its own HOME;
 there ``python3 -m venv .venv && . .venv/bin/activate`` (the README's first instruction) makes a
@@ -87,6 +88,9 @@ class Session:
         started = time.monotonic()
         if line.startswith(("sudo ", "journalctl")):
             self.report("SKIP", line, started, "needs systemd")
+            return
+        if self.quick and ("soak" in line):
+            self.report("SKIP", line, started, "a soak run; run the script without --quick")
             return
         if self.quick and re.search(r"(^|&& )pytest$", line):
             line = line[: -len("pytest")] + 'pytest -q -m "not slow and not soak"'
