@@ -356,6 +356,7 @@ async def _live(
                             inbox=inbox_send.clone(),
                             stats=handle.listeners,
                             metrics=metrics,
+                            on_reconnect=alerter.note_reconnect,
                             task_status=task_status,
                         )
                     )

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -168,11 +168,13 @@ class _Listener:
         inbox: trio.MemorySendChannel[Inbox],
         stats: ListenerStats,
         metrics: Metrics | None,
+        on_reconnect: Callable[[str], None] | None = None,
     ) -> None:
         self.s = settings
         self.inbox = inbox
         self.stats = stats
         self.metrics = metrics
+        self.on_reconnect = on_reconnect
 
     def streams(self, symbols: Iterable[str]) -> set[str]:
         return {kline_stream_name(sym, self.s.interval) for sym in symbols}
@@ -288,6 +290,9 @@ class _Listener:
         self.stats.replaced[why] = self.stats.replaced.get(why, 0) + 1
         if self.metrics is not None:
             self.metrics.reconnected()
+        if self.on_reconnect is not None and why != "age":
+            # the 24 h cut is routine; drops and silences are what an operator should hear of
+            self.on_reconnect(f"WebSocket connection {slot.index} replaced ({why})")
         log.info("slot %d: replacing connection (%s)", slot.index, why)
 
     async def run_slot(
@@ -369,6 +374,7 @@ async def run_ws_listeners(
     inbox: trio.MemorySendChannel[Inbox],
     stats: ListenerStats | None = None,
     metrics: Metrics | None = None,
+    on_reconnect: Callable[[str], None] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Stream closed klines of ``symbols`` (then of each :class:`SetSymbols`) to ``inbox``.
@@ -388,7 +394,7 @@ async def run_ws_listeners(
     plan = StreamPlan(cap=settings.market.max_streams_per_connection, floor=settings.floor)
     plan.update(symbols)
     with inbox, commands:
-        listener = _Listener(settings, inbox, stats, metrics)
+        listener = _Listener(settings, inbox, stats, metrics, on_reconnect)
         slots: list[_Slot] = []
         async with trio.open_nursery() as nursery:
             async with trio.open_nursery() as starting:

@@ -86,6 +86,7 @@ async def _start(nursery: trio.Nursery, server: FakeServer) -> str:
 async def test_silent_connection_is_replaced_new_before_old() -> None:
     server = FakeServer(answer=False)
     stats = ListenerStats()
+    reconnects: list[str] = []
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             url = await _start(nursery, server)
@@ -108,11 +109,15 @@ async def test_silent_connection_is_replaced_new_before_old() -> None:
                     commands=commands,
                     inbox=inbox,
                     stats=stats,
+                    on_reconnect=reconnects.append,
                 )
             )
             await server.wait(lambda: len(server.paths) >= 2)
             nursery.cancel_scope.cancel()
     assert stats.replaced.get("silent", 0) >= 1
+    # each replacement reaches the alerter (which alerts when they come too often)
+    assert reconnects
+    assert reconnects[0] == "WebSocket connection 0 replaced (silent)"
     assert server.paths[0] == server.paths[1] == "/market/stream?streams=btcusdt@kline_1m"
     # the unanswered probe went to the first connection
     assert server.controls[0] == (0, {"method": "LIST_SUBSCRIPTIONS", "id": 1})
