@@ -321,6 +321,7 @@ async def _live(
         write_threads=options.write_threads,
         stats=handle.stats,
         on_change=handle.poke,
+        recovering=handle.restarts > 0,
     )
     handle.dispatcher = dispatcher
     settings = WsSettings(

@@ -101,6 +101,8 @@ class Dispatcher:
         write_threads: how many symbol files are written in parallel.
         on_change: called (no arguments) after each period report and history step, so that
             waiters (tests, the benchmark) can re-check state without polling.
+        recovering: the previous live phase crashed; alert ``recovered`` at the first complete
+            period.
     """
 
     def __init__(
@@ -119,8 +121,11 @@ class Dispatcher:
         write_threads: int = 4,
         stats: DispatcherStats | None = None,
         on_change: Callable[[], None] | None = None,
+        recovering: bool = False,
     ) -> None:
         self.config = config
+        #: This live phase replaces one that crashed: say so once a period completes again.
+        self.recovering = recovering
         self.interval = config.interval
         self.clock = clock
         self.store = store
@@ -509,6 +514,9 @@ class Dispatcher:
                     "n/a" if lag is None else f"{lag * 1000:.1f} ms",
                 )
                 log.info("Last updated %s", self.last_updated)
+                if self.recovering:
+                    self.recovering = False
+                    self.alert("recovered", f"recording recovered: period {label} complete")
                 if self.metrics is not None and lag is not None:
                     self.metrics.period_complete(lag, report.run_time_ms)
                 if self.status is not None:

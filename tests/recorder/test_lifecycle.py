@@ -10,6 +10,7 @@ import orjson
 import pytest
 import trio
 
+from bmac_trio._alerts import NullAlerter
 from bmac_trio._app import run_recorder
 from bmac_trio._cli_run import check, run
 from bmac_trio._config import load_config
@@ -213,6 +214,16 @@ class FailOnce(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+class RecordingAlerter(NullAlerter):
+    """Keeps every alert instead of sending it."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def notify(self, kind: str, text: str) -> None:
+        self.sent.append((kind, text))
+
+
 async def test_unexpected_error_restarts_the_live_phase_keeping_the_data(tmp_path: Path) -> None:
     base = tmp_path / "data"
     transport = FailOnce(after=5)
@@ -226,9 +237,15 @@ async def test_unexpected_error_restarts_the_live_phase_keeping_the_data(tmp_pat
             )
             config = load_config(base)
             async with trio.open_nursery() as nursery:
+                alerts = RecordingAlerter()
                 handle = await nursery.start(
                     partial(
-                        run_recorder, config, clock=clock, http_client=http, options=FAST_OPTIONS
+                        run_recorder,
+                        config,
+                        clock=clock,
+                        http_client=http,
+                        alerter=alerts,
+                        options=FAST_OPTIONS,
                     )
                 )
                 await handle.wait_until(lambda h: h.restarts == 1)
@@ -237,4 +254,8 @@ async def test_unexpected_error_restarts_the_live_phase_keeping_the_data(tmp_pat
                 done = await env.periods(2)
                 assert handle.restarts == 1
                 assert_matches_truth(env, through_ms=done[-1])
+                kinds = [kind for kind, _ in alerts.sent]
+                assert kinds.count("crash") == 1
+                assert kinds.count("recovered") == 1  # once, after the crash, not every period
+                assert kinds.index("crash") < kinds.index("recovered")
                 handle.stop()
