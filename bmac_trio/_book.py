@@ -52,6 +52,8 @@ class SymbolState:
     written_last: int | None = None
     #: Ranges (first, last open, inclusive) of fetches in flight.
     inflight: tuple[Range, ...] = ()
+    #: Whether new periods wait for this symbol (False: it is leaving, only its tail is due).
+    expected: bool = True
 
 
 @dataclass(slots=True)
@@ -147,19 +149,21 @@ class Book:
         now_ms: int,
         reason: FetchReason = "history",
         holes: Mapping[str, Sequence[Range]] | None = None,
+        expected: bool = True,
     ) -> list[Fetch]:
         """Start recording symbols; ``last_open`` is each one's newest candle on disk (or None).
 
         Returns the fetches of their missing tails (up to the last closed candle at ``now_ms``)
         and of the ``holes`` found in their files (see :func:`find_holes`). Symbols already
-        recorded are left alone.
+        recorded are left alone. ``expected=False`` completes the files of symbols that are
+        leaving (delisted while the recorder was down) without making periods wait for them.
         """
         fetches: list[Fetch] = []
         for symbol in sorted(last_open):
             if symbol in self.symbols:
                 continue
             have = last_open[symbol]
-            state = SymbolState(have_last=have, horizon=have, written_last=have)
+            state = SymbolState(have_last=have, horizon=have, written_last=have, expected=expected)
             self.symbols[symbol] = state
             for hole in (holes or {}).get(symbol, ()):
                 fetches += self._want(symbol, state, hole, reason)
@@ -174,11 +178,38 @@ class Book:
         assert window is not None
         return window[0]
 
+    def stop_expecting(self, symbol: str) -> list[PeriodReport]:
+        """Periods no longer wait for ``symbol``, which stays recorded until its fetches end.
+
+        A delisted symbol leaves this way: a history or refill still in flight must land in
+        the file kept aside, not be abandoned. Periods that only waited for it become complete.
+        """
+        state = self.symbols.get(symbol)
+        if state is None:
+            raise BookError(f"stop_expecting: {symbol!r} is not recorded")
+        state.expected = False
+        return self._forget_expected(symbol)
+
+    def resume_expecting(self, symbol: str) -> None:
+        """A leaving symbol is selected again: the next periods wait for it once more."""
+        state = self.symbols.get(symbol)
+        if state is None:
+            raise BookError(f"resume_expecting: {symbol!r} is not recorded")
+        state.expected = True
+
+    def is_settled(self, symbol: str) -> bool:
+        """No fetch of ``symbol`` is in flight."""
+        state = self.symbols.get(symbol)
+        return state is None or not state.inflight
+
     def remove_symbol(self, symbol: str) -> list[PeriodReport]:
         """Stop recording ``symbol``; periods that only waited for it become complete."""
         if symbol not in self.symbols:
             raise BookError(f"remove_symbol: {symbol!r} is not recorded")
         del self.symbols[symbol]
+        return self._forget_expected(symbol)
+
+    def _forget_expected(self, symbol: str) -> list[PeriodReport]:
         reports = []
         for run_time, period in self.periods.items():
             if symbol in period.expected:
@@ -279,7 +310,7 @@ class Book:
         if self.periods and run_time_ms <= max(self.periods):
             raise BookError(f"on_period_start: {run_time_ms} is not after the last period")
         candle = self.interval.add(run_time_ms, -1)
-        period = _Period(expected=frozenset(self.symbols))
+        period = _Period(expected=frozenset(s for s, st in self.symbols.items() if st.expected))
         period.last_received = self.received_at.get(candle)
         period.complete = {
             s

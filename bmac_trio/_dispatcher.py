@@ -160,6 +160,9 @@ class Dispatcher:
         #: Delisted symbols still recorded until the next boundary (their final closing push
         #: arrives after exchangeInfo already says so), with the run time they left at.
         self.retiring: dict[str, int] = {}
+        #: Symbols that left (delisted, or delisted while the recorder was down): moved aside
+        #: as soon as no fetch or write of theirs is under way, so that their tail lands first.
+        self.leaving: set[str] = set()
         #: History fetched, its last write still running: ready when that write lands.
         self.history_after_write: set[str] = set()
         #: Symbols whose files are being read before they join the book.
@@ -248,6 +251,7 @@ class Dispatcher:
             update()
         except BookError as exc:
             log.debug("%s", exc)
+        self._settle(fetch.symbol)
         if fetch.reason == "gap" and self.metrics is not None:
             self.metrics.gap_refilled(self.interval.count(fetch.first_open_ms, fetch.last_open_ms))
         if fetch.reason in ("history", "listing") and fetch.symbol in self.history_pending:
@@ -273,15 +277,21 @@ class Dispatcher:
             self._spawn(self._write_exginfo, message.exginfo, message.run_time_ms)
         first = not self.book.symbols and not self._adopting
         self.selected = message.symbols
+        back = sorted(message.symbols & self.leaving)
+        for symbol in back:  # listed again before its file was moved aside
+            self.leaving.discard(symbol)
+            self.book.resume_expecting(symbol)
         added = sorted(message.symbols - set(self.book.symbols) - self._adopting)
-        removed = sorted(set(self.book.symbols) - message.symbols - set(self.retiring))
+        removed = sorted(
+            set(self.book.symbols) - message.symbols - set(self.retiring) - self.leaving
+        )
         for symbol in removed:
             self.retiring[symbol] = message.run_time_ms
         if removed:
             log.warning("delisted / no longer selected: %s", removed)
             self.alert("delisting", f"no longer trading, history kept aside: {removed}")
         if first:
-            self._spawn(self._retire_stale, message.symbols)
+            self._spawn(self._complete_stale, message.symbols)
         if added:
             if not first:
                 log.warning("new symbols: %s", added)
@@ -289,7 +299,7 @@ class Dispatcher:
                 self.stats.listed.extend(added)
             self._adopting.update(added)
             self._spawn(self._adopt, added, first)
-        if added or removed:
+        if added or removed or back:
             self._listen()
 
     def _listen(self) -> None:
@@ -299,25 +309,37 @@ class Dispatcher:
             log.debug("listeners gone (shutting down)")
 
     def _retire_due(self, run_time: int) -> None:
-        """At a boundary after their delisting, stop recording delisted symbols and move their
-        files aside (a symbol still being written waits for the next boundary)."""
+        """At a boundary after their delisting, stop streaming delisted symbols; their files
+        are moved aside once the fetches and writes under way have landed (:meth:`_settle`)."""
         due = [s for s, left in self.retiring.items() if left < run_time]
         for symbol in due:
-            if symbol in self.selected:
-                del self.retiring[symbol]  # listed again meanwhile
-                continue
-            if symbol in self.writing or symbol in self.dirty:
-                continue
             del self.retiring[symbol]
-            if symbol in self.book.symbols:
-                self._reports(self.book.remove_symbol(symbol))
-            self.frames.pop(symbol, None)
-            self.pending.pop(symbol, None)
-            self.history_pending.discard(symbol)
+            if symbol in self.selected:
+                continue  # listed again meanwhile
             self.stats.delisted.append(symbol)
-            self._spawn(self._retire, symbol)
+            if symbol in self.book.symbols:
+                self._reports(self.book.stop_expecting(symbol))
+            self.leaving.add(symbol)
+            self._settle(symbol)
         if due:
             self._listen()
+
+    def _settle(self, symbol: str) -> None:
+        """Move a leaving symbol's file aside once nothing of it is in flight or unwritten."""
+        if (
+            symbol not in self.leaving
+            or symbol in self.writing
+            or symbol in self.dirty
+            or not self.book.is_settled(symbol)
+        ):
+            return
+        self.leaving.discard(symbol)
+        if symbol in self.book.symbols:
+            self._reports(self.book.remove_symbol(symbol))
+        self.frames.pop(symbol, None)
+        self.pending.pop(symbol, None)
+        self.history_pending.discard(symbol)
+        self._spawn(self._retire, symbol)
 
     async def _adopt(self, symbols: list[str], first: bool) -> None:
         """Read the new symbols' files (unless preloaded), then fetch their missing tails."""
@@ -358,15 +380,44 @@ class Dispatcher:
         self._send_fetches(fetches)
         self._history_progress()
 
-    async def _retire_stale(self, selected: frozenset[str]) -> None:
-        """At start, move aside the files of symbols no longer selected (delisted while the
-        recorder was down, or dropped from keep_symbols), as a live delisting would."""
+    async def _complete_stale(self, selected: frozenset[str]) -> None:
+        """At start, complete and move aside the files of symbols no longer selected.
+
+        Such a symbol was delisted while the recorder was down (or dropped from keep_symbols):
+        its file is first completed with what REST still serves (the candles between the stop
+        and the delisting), then kept aside, as a live delisting would be.
+        """
         on_disk = await trio.to_thread.run_sync(self.store.symbols_on_disk, limiter=self.limiter)
         stale = sorted(on_disk - selected)
-        if stale:
-            log.warning("no longer selected, history kept aside: %s", stale)
+        if not stale:
+            self.on_change()
+            return
+        log.warning("no longer selected, completing then keeping aside: %s", stale)
+
+        def read_all() -> dict[str, pl.DataFrame | None]:
+            return {s: self.store.read(s) for s in stale}
+
+        loaded = await trio.to_thread.run_sync(read_all, limiter=self.limiter)
+        last: dict[str, int | None] = {}
+        holes: dict[str, list[tuple[int, int]]] = {}
+        now = self.clock.now_ms()
+        window_start = self.book.window_start(now)
+        for symbol, frame in loaded.items():
+            if symbol in self.book.symbols or symbol in self.selected or symbol in self._adopting:
+                continue  # selected again meanwhile: recorded as usual
+            self.leaving.add(symbol)
+            if frame is None or not frame.height:
+                continue  # nothing to complete (unreadable files were moved aside)
+            self.frames[symbol] = frame
+            opens = frame["candle_begin_time"].dt.epoch("ms").to_list()
+            last[symbol] = opens[-1]
+            holes[symbol] = find_holes(opens, self.interval, window_start)
+        fetches = self.book.add_symbols(
+            last, now_ms=now, reason="history", holes=holes, expected=False
+        )
+        self._send_fetches(fetches)
         for symbol in stale:
-            await self._retire(symbol)
+            self._settle(symbol)
         self.on_change()
 
     async def _retire(self, symbol: str) -> None:
@@ -380,6 +431,7 @@ class Dispatcher:
                 return
         if moved is not None:
             log.info("%s history kept at %s", symbol, moved)
+        self.on_change()
 
     # --- history progress ---------------------------------------------------------------------
 
@@ -492,6 +544,7 @@ class Dispatcher:
                 self.history_after_write.discard(symbol)
                 self.history_pending.discard(symbol)
                 self._history_progress()
+            self._settle(symbol)
             if not self.writing:
                 self.idle.set()
 

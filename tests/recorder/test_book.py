@@ -149,6 +149,33 @@ def test_symbol_removed_completes_period_and_drops_its_candles() -> None:
     assert set(b.symbols) == {"AAA"}
 
 
+def test_leaving_symbol_keeps_its_fetches_but_no_period_waits_for_it() -> None:
+    b = book(10)
+    [tail] = b.add_symbols({"OLD": T0}, now_ms=T0 + 4 * M, expected=False)
+    b.add_symbols({"AAA": T0 + 3 * M}, now_ms=T0 + 4 * M)
+    assert (tail.first_open_ms, tail.last_open_ms) == (T0 + M, T0 + 3 * M)
+    [report] = b.on_period_start(T0 + 4 * M)  # AAA holds the candle: complete without OLD
+    assert report.complete == ("AAA",)
+    assert not b.is_settled("OLD")
+    assert b.on_klines("OLD", [T0 + M], source="rest", received=0.0) == (True, [])
+    b.on_fetch_done(tail, T0 + 3 * M)
+    assert b.is_settled("OLD")
+
+
+def test_stop_expecting_completes_periods_and_resume_brings_the_symbol_back() -> None:
+    b = book(10)
+    b.add_symbols({"AAA": T0, "BBB": T0}, now_ms=T0 + M)
+    b.on_period_start(T0 + 2 * M)
+    b.on_written("AAA", T0 + M)
+    [report] = b.stop_expecting("BBB")
+    assert (report.complete, report.missing) == (("AAA",), ())
+    assert "BBB" in b.symbols  # still recorded: its fetches may land
+    b.resume_expecting("BBB")
+    b.on_written("AAA", T0 + 2 * M)
+    assert b.on_period_start(T0 + 3 * M) == []  # waits for BBB again
+    assert b.periods[T0 + 3 * M].expected == {"AAA", "BBB"}
+
+
 @pytest.mark.parametrize(
     "call",
     [
@@ -156,6 +183,8 @@ def test_symbol_removed_completes_period_and_drops_its_candles() -> None:
         lambda b: b.on_klines("AAA", [T0 + 5], source="ws", received=0.0),
         lambda b: b.on_klines("AAA", [], source="ws", received=0.0),
         lambda b: b.remove_symbol("ZZZ"),
+        lambda b: b.stop_expecting("ZZZ"),
+        lambda b: b.resume_expecting("ZZZ"),
         lambda b: b.on_fetch_done(
             Fetch(symbol="AAA", first_open_ms=T0, last_open_ms=T0, reason="gap"), T0
         ),

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from bmac_trio._config import Config, load_config
 from bmac_trio._dispatcher import Dispatcher, run_dispatcher
 from bmac_trio._errors import RemoteProtocolError
-from bmac_trio._events import Fetch, Inbox, Klines, PeriodStart, SetSymbols, SymbolsChanged
+from bmac_trio._events import Fetch, Inbox, Klines, SetSymbols, SymbolsChanged
 from bmac_trio._layout import FLOAT_COLUMNS
 from bmac_trio._protocol import KlineEvent, closed_only, parse_klines, parse_ws_message
 from bmac_trio._storage import CandleStore, ExginfoStore
@@ -433,65 +433,3 @@ async def test_closed_kline_from_the_future_is_rejected(tmp_path: Path) -> None:
             await h.feed_ws(ws_frame("AAAUSDT", T0 + 10**6 * M))  # closes in 2027
             await h.settle()
             assert opens_of(h.read("AAAUSDT"))[-1] == T0 + 44 * M
-
-
-# --- delisting: the final candle is kept ----------------------------------------------------
-
-
-async def test_delisted_symbol_keeps_its_final_candle(tmp_path: Path) -> None:
-    # exchangeInfo says SETTLING from the delisting boundary on, but the closing push of the
-    # last candle arrives a moment later: it must still land, in the file kept aside
-    history = [T0 + i * M for i in range(-40, 10)]
-    with trio.fail_after(10):
-        async with dispatching(tmp_path / "data") as h:
-            await h.symbols({"AAAUSDT", "BBBUSDT"})
-            h.drain_fetches()
-            for symbol in ("AAAUSDT", "BBBUSDT"):
-                assert await h.feed_rest(symbol, rest_body(symbol, history))
-            await h.settle()
-            delisted_at = T0 + 11 * M
-            h.clock.now = delisted_at + 100
-            await h.inbox.send(
-                SymbolsChanged(run_time_ms=delisted_at, symbols=frozenset({"BBBUSDT"}))
-            )
-            await h.settle()
-            for symbol in ("AAAUSDT", "BBBUSDT"):
-                assert await h.feed_ws(ws_frame(symbol, T0 + 10 * M))
-            await h.settle()
-            h.clock.now = T0 + 12 * M
-            await h.inbox.send(PeriodStart(run_time_ms=T0 + 12 * M))
-            await h.settle()
-            assert "AAAUSDT" not in h.dispatcher.book.symbols
-    aside = h.dispatcher.store.directory / "_delisted" / "AAAUSDT.pqt"
-    assert not h.dispatcher.store.path("AAAUSDT").exists()
-    assert opens_of(pl.read_parquet(aside.read_bytes())) == [*history[1:], T0 + 10 * M]
-
-
-async def test_start_moves_aside_files_of_symbols_no_longer_selected(tmp_path: Path) -> None:
-    # a symbol delisted while the recorder was down (found by the soak): its file must not stay
-    # among the live ones, announced by its old ready file
-    base = tmp_path / "data"
-    write_config(base)
-    config = load_config(base)
-    store = CandleStore(
-        config.candle_dir, config.save_type, config.timezone, config.num_candles,
-        config.interval, durable=False,
-    )  # fmt: skip
-    history = [T0 + i * M for i in range(-40, 10)]
-    for symbol in ("AAAUSDT", "OLDUSDT"):
-        assert store.write(symbol, frame_of(symbol, history), T0 + 10 * M)
-    directory = config.candle_dir
-    with trio.fail_after(10):
-        async with dispatching(base) as h:
-            changed = trio.Event()
-            h.dispatcher.on_change = changed.set
-            await h.symbols({"AAAUSDT"})
-            while (directory / "OLDUSDT.pqt").exists():
-                await changed.wait()
-                changed = trio.Event()
-                h.dispatcher.on_change = changed.set
-    assert not (directory / "OLDUSDT.pqt").exists()
-    assert not list(directory.glob("OLDUSDT_*.ready"))
-    kept = pl.read_parquet((directory / "_delisted" / "OLDUSDT.pqt").read_bytes())
-    assert opens_of(kept) == history
-    assert (directory / "AAAUSDT.pqt").exists()
