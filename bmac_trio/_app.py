@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from bmac_trio._metrics import Metrics
     from bmac_trio._status import StatusTracker
 
-__all__ = ["RecorderHandle", "RecorderOptions", "run_recorder"]
+__all__ = ["EarlySignals", "RecorderHandle", "RecorderOptions", "run_recorder"]
 
 log = logging.getLogger("bmac_trio")
 
@@ -79,6 +79,8 @@ class RecorderOptions:
     restart_backoff_s: float = 5.0
     #: Whether SIGINT/SIGTERM stop the recorder (only in the main thread).
     handle_signals: bool = False
+    #: Signals caught before the recorder started (see :class:`EarlySignals`).
+    early_signals: EarlySignals | None = None
     #: fsync data files (off only in benchmarks that measure something else).
     durable: bool = True
 
@@ -145,14 +147,43 @@ class _Stopper:
             self.scope = None
 
 
-async def _watch_signals(stopper: _Stopper) -> None:
+class EarlySignals:
+    """Notes SIGINT/SIGTERM from the moment a command starts until the recorder's own receiver
+    takes over, so that a stop sent during start-up exits 0 instead of killing the process."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+
+    def install(self) -> EarlySignals:
+        """Replace the default handlers (main thread only)."""
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._note)
+        return self
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.received.append(signum)
+
+
+def _stop_on(signum: int, stopper: _Stopper) -> None:
+    log.warning(
+        "%s received: finishing the writes in progress, then exiting",
+        signal.Signals(signum).name,
+    )
+    stopper.stop()
+
+
+async def _watch_signals(
+    stopper: _Stopper,
+    early: EarlySignals | None,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        for signum in early.received if early is not None else ():
+            _stop_on(signum, stopper)
+        task_status.started()
         async for signum in signals:
-            log.warning(
-                "%s received: finishing the writes in progress, then exiting",
-                signal.Signals(signum).name,
-            )
-            stopper.stop()
+            _stop_on(signum, stopper)
 
 
 async def run_recorder(
@@ -171,11 +202,7 @@ async def run_recorder(
     ``task_status.started(handle)`` once the listeners are subscribed and the history is
     under way. Returns normally after a graceful stop.
     """
-    from bmac_trio._storage import CandleStore, ExginfoStore
-    from bmac_trio._weights import WeightBudget
-
     options = options or RecorderOptions()
-    alerter = alerter if alerter is not None else NullAlerter()
     handle = RecorderHandle(config=config)
     stopper = _Stopper()
     handle._stop = stopper.stop
@@ -186,6 +213,34 @@ async def run_recorder(
         if not started:
             started = True
             task_status.started(handle)
+
+    async with trio.open_nursery() as watcher:
+        if options.handle_signals:
+            # first of all: a SIGTERM from here on is a graceful stop, never a kill
+            await watcher.start(_watch_signals, stopper, options.early_signals)
+        await _record(
+            config, clock, http_client, alerter if alerter is not None else NullAlerter(),
+            metrics, status, options, handle, stopper, ready,
+        )  # fmt: skip
+        watcher.cancel_scope.cancel()
+    log.info("bmac-trio stopped")
+
+
+async def _record(
+    config: Config,
+    clock: Clock,
+    http_client: httpx.AsyncClient | None,
+    alerter: Alerter | NullAlerter,
+    metrics: Metrics | None,
+    status: StatusTracker | None,
+    options: RecorderOptions,
+    handle: RecorderHandle,
+    stopper: _Stopper,
+    ready: Callable[[], None],
+) -> None:
+    """Prepare the directories, then run live phases until stopped, restarting after crashes."""
+    from bmac_trio._storage import CandleStore, ExginfoStore
+    from bmac_trio._weights import WeightBudget
 
     store = CandleStore(
         config.candle_dir,
@@ -232,8 +287,6 @@ async def run_recorder(
             )
         async with trio.open_nursery() as root:
             await root.start(alerter.run)
-            if options.handle_signals:
-                root.start_soon(_watch_signals, stopper)
             while not stopper.requested:
                 try:
                     await _live(
@@ -254,7 +307,6 @@ async def run_recorder(
                     with stopper.guard(trio.CancelScope()) as scope, scope:
                         await trio.sleep(options.restart_backoff_s)
             root.cancel_scope.cancel()
-    log.info("bmac-trio stopped")
 
 
 async def _live(

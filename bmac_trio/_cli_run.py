@@ -8,14 +8,19 @@ clear message), then the recorder runs until SIGINT/SIGTERM (exit 0).
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
 from bmac_trio._clock import Clock, parse_clock_spec
 from bmac_trio._errors import BmacError, ConfigError, LockHeld
+
+if TYPE_CHECKING:
+    from bmac_trio._app import EarlySignals
 
 __all__ = ["check", "run"]
 
@@ -27,7 +32,8 @@ _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 def _setup_logging(log_file: Path | None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
-        handlers.append(logging.FileHandler(log_file))
+        # reopened by name when logrotate renames it; appends, so copytruncate works too
+        handlers.append(logging.handlers.WatchedFileHandler(log_file))
     logging.basicConfig(level=logging.INFO, format=_FORMAT, handlers=handlers, force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -57,9 +63,11 @@ def run(
     metrics_port
         Serve Prometheus metrics on 127.0.0.1:PORT (needs prometheus-client).
     """
+    from bmac_trio._app import EarlySignals
     from bmac_trio._config import load_config
     from bmac_trio._lock import acquire_lock
 
+    early = EarlySignals().install()  # a SIGTERM during start-up is a stop, not a kill
     base = Path(base_dir).expanduser()
     try:
         config = load_config(base)
@@ -75,14 +83,20 @@ def run(
     with lock:
         _setup_logging(log_file)
         try:
-            trio.run(_main, config, exchange_clock, clock, metrics_port)
+            trio.run(_main, config, exchange_clock, clock, metrics_port, early)
         except BmacError as exc:
             log.error("bmac-trio run: %s", exc)
             return 1
     return 0
 
 
-async def _main(config: object, clock: Clock, clock_spec: str | None, port: int | None) -> None:
+async def _main(
+    config: object,
+    clock: Clock,
+    clock_spec: str | None,
+    port: int | None,
+    early: EarlySignals,
+) -> None:
     import httpx
 
     from bmac_trio._alerts import build_alerter
@@ -116,7 +130,7 @@ async def _main(config: object, clock: Clock, clock_spec: str | None, port: int 
                 alerter=alerter,
                 metrics=metrics,
                 status=status,
-                options=RecorderOptions(handle_signals=True),
+                options=RecorderOptions(handle_signals=True, early_signals=early),
             )
             nursery.cancel_scope.cancel()
 

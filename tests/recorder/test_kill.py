@@ -163,3 +163,24 @@ def test_sigterm_before_any_data_exits_zero(tmp_path: Path) -> None:
                 break
         os.kill(process.pid, signal.SIGTERM)
         assert process.wait(timeout=20) == 0
+
+
+def test_sigterm_during_start_up_exits_zero(tmp_path: Path) -> None:
+    # cron or systemd may stop the recorder while it is still importing and loading: the
+    # lock is taken right after the handlers are installed, so a SIGTERM as soon as the lock
+    # exists lands before trio, the config, the logging and the recorder's own receiver
+    base = tmp_path / "data"
+    write_config(base, interval="1m", trade_type="usdt_perp", rest_url="http://127.0.0.1:9")
+    lock = base / ".bmac.lock"
+    with subprocess.Popen([*CLI, "run", str(base)], stderr=subprocess.PIPE, text=True) as process:
+        deadline = time.monotonic() + 20
+        while not lock.exists():  # another process: nothing to wait on but the file
+            assert process.poll() is None
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        os.kill(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        assert process.stderr is not None
+        err = process.stderr.read()
+    assert "SIGTERM received" in err
+    assert "exchangeInfo" not in err  # stopped before it asked anything
