@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+from hypothesis import given, strategies as st
 
 from bmac_trio._book import Book, BookError, PeriodReport, SymbolState, subtract_ranges
 from bmac_trio._events import Fetch
@@ -220,3 +221,62 @@ def test_new_symbol_ws_before_history_asks_for_nothing_extra() -> None:
     assert b.on_klines("NEW", [T0], source="ws", received=0.0) == (True, [])
     b.on_fetch_done(hist, T0 - M)
     assert b.symbols["NEW"] == SymbolState(T0, T0, None, ())
+
+
+# --- property: a period is announced complete once ---------------------------------------------
+
+_SYMBOLS = ("AAA", "BBB", "CCC")
+_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("start")),
+        st.tuples(st.just("deadline"), st.integers(0, 5)),
+        st.tuples(st.just("written"), st.sampled_from(_SYMBOLS), st.integers(0, 8)),
+        st.tuples(st.just("ws"), st.sampled_from(_SYMBOLS), st.integers(0, 8)),
+        st.tuples(st.just("leave"), st.sampled_from(_SYMBOLS)),
+        st.tuples(st.just("resume"), st.sampled_from(_SYMBOLS)),
+        st.tuples(st.just("remove"), st.sampled_from(_SYMBOLS)),
+        st.tuples(st.just("fetched"), st.integers(0, 20)),
+    ),
+    max_size=60,
+)
+
+
+@given(_steps)
+def test_each_period_is_reported_complete_at_most_once(steps: list[tuple[object, ...]]) -> None:
+    # the lag histogram and the "all symbols ready" line count one per period: whatever the
+    # order of writes, deadlines, departures and returns, no period is complete twice
+    b = book(10)
+    inflight = b.add_symbols(dict.fromkeys(_SYMBOLS, T0), now_ms=T0 + 2 * M)
+    boundary = T0 + M
+    complete: list[int] = []
+
+    def note(reports: list[PeriodReport]) -> None:
+        complete.extend(r.run_time_ms for r in reports if r.is_complete)
+
+    for step in steps:
+        match step:
+            case ("start",):
+                boundary += M
+                note(b.on_period_start(boundary))
+            case ("deadline", back):
+                fetches, report = b.on_deadline(boundary - int(back) * M)
+                inflight += fetches
+                note([report] if report is not None else [])
+            case ("written", symbol, back):
+                t = max(T0, boundary - (int(back) + 1) * M)
+                note(b.on_written(str(symbol), t))
+            case ("ws", symbol, back):
+                t = max(T0, boundary - (int(back) + 1) * M)
+                if str(symbol) in b.symbols:
+                    inflight += b.on_klines(str(symbol), [t], source="ws", received=1.0)[1]
+            case ("leave", symbol) if str(symbol) in b.symbols:
+                note(b.stop_expecting(str(symbol)))
+            case ("resume", symbol) if str(symbol) in b.symbols:
+                b.resume_expecting(str(symbol))
+            case ("remove", symbol) if str(symbol) in b.symbols:
+                note(b.remove_symbol(str(symbol)))
+            case ("fetched", index) if inflight:
+                fetch = inflight.pop(int(index) % len(inflight))
+                if fetch.symbol in b.symbols:
+                    b.on_fetch_done(fetch, fetch.last_open_ms)
+    assert len(complete) == len(set(complete)), complete
