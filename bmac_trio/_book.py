@@ -17,6 +17,10 @@ The rules, each a fix for a BMAC v2 bug (``reference/bmac-v2.md`` §10):
   (``on_written``), and, at the deadline, a fetch for each late symbol plus a report of what is
   missing. A late completion re-reports the period, so the manifest can be rewritten.
 * A candle for a symbol we no longer record is dropped (BMAC recreated deleted files, bug 15).
+* A deadline at which no symbol at all has the period's candle (a maintenance window, or every
+  stream down) asks REST about a few symbols first (:data:`PROBES`), and the others only once
+  one of them has the candle: a long maintenance costs a few requests per period, not one per
+  symbol.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ __all__ = ["Book", "BookError", "PeriodReport", "SymbolState", "find_holes", "su
 
 #: How many recent periods keep their completeness tracked (late completions re-report).
 KEEP_PERIODS = 4
+#: Late symbols asked first at a deadline when nothing at all arrived for the period.
+PROBES = 3
 
 Range = tuple[int, int]
 
@@ -64,6 +70,8 @@ class _Period:
     reported_complete: bool = False
     #: The newest ``received`` of a closing candle of this period (monotonic seconds).
     last_received: float | None = None
+    #: Deadline fetches sent as probes while the other late symbols wait for their answer.
+    probes: frozenset[Fetch] = frozenset()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -262,15 +270,19 @@ class Book:
             state.horizon = newest
         return True, fetches
 
-    def on_fetch_done(self, fetch: Fetch, through_open_ms: int | None) -> None:
-        """A fetch finished; what it covered is resolved even where REST had no candle."""
+    def on_fetch_done(self, fetch: Fetch, through_open_ms: int | None) -> list[Fetch]:
+        """A fetch finished; what it covered is resolved even where REST had no candle.
+
+        Returns the fetches of the late symbols held back by a deadline probe, once a probe
+        has brought the period's candle (see :meth:`on_deadline`).
+        """
         state = self._inflight_state(fetch)
         state.inflight = tuple(r for r in state.inflight if r != _range(fetch))
-        if through_open_ms is None:
-            return
-        prev = self.interval.add(fetch.first_open_ms, -1)
-        if state.horizon is None or state.horizon >= prev:
-            state.horizon = max(state.horizon or through_open_ms, through_open_ms)
+        if through_open_ms is not None:
+            prev = self.interval.add(fetch.first_open_ms, -1)
+            if state.horizon is None or state.horizon >= prev:
+                state.horizon = max(state.horizon or through_open_ms, through_open_ms)
+        return self._after_probe(fetch)
 
     def on_fetch_failed(self, fetch: Fetch) -> None:
         """A fetch was given up; its range may be asked for again by a later gap or deadline."""
@@ -325,28 +337,58 @@ class Book:
     def on_deadline(self, run_time_ms: int) -> tuple[list[Fetch], PeriodReport | None]:
         """The deadline of a period passed: fetch what is late, report what is missing.
 
+        When no symbol has the period's candle, only :data:`PROBES` of the late symbols are
+        fetched; :meth:`on_fetch_done` releases the others once a probe brings the candle.
         Returns no report for a period that is complete, or no longer (or never was) tracked.
         """
         period = self.periods.get(run_time_ms)
         if period is None:
             return [], None
-        candle = self.interval.add(run_time_ms, -1)
-        fetches: list[Fetch] = []
-        for symbol in sorted(period.expected - period.complete):
-            state = self.symbols[symbol]
-            if state.have_last is not None and state.have_last >= candle:
-                continue  # held, being written
-            missing = missing_range(
-                state.horizon, self.interval.end(candle), self.interval, self.num_candles
-            )
-            # None: REST said "no candle" before the close; ask once more, it is closed now
-            fetches += self._want(symbol, state, missing or (candle, candle), "deadline")
+        late = self._late(run_time_ms, period)
+        if period.last_received is None and len(late) > PROBES:
+            # most recently active first: a symbol that stopped trading is a poor probe
+            late.sort(key=lambda s: (-(self.symbols[s].have_last or 0), s))
+            fetches = self._late_fetches(run_time_ms, late[:PROBES])
+            period.probes = frozenset(fetches)
+        else:
+            fetches = self._late_fetches(run_time_ms, late)
         period.deadline_passed = True
         if period.reported_complete:
             return fetches, None  # already complete: nothing new to report
         return fetches, self._report(run_time_ms, period)
 
     # --- internals -----------------------------------------------------------------------------
+
+    def _late(self, run_time: int, period: _Period) -> list[str]:
+        """Expected symbols that do not even hold the period's candle in memory."""
+        candle = self.interval.add(run_time, -1)
+        return [
+            s
+            for s in sorted(period.expected - period.complete)
+            if (have := self.symbols[s].have_last) is None or have < candle
+        ]
+
+    def _late_fetches(self, run_time: int, symbols: Sequence[str]) -> list[Fetch]:
+        candle = self.interval.add(run_time, -1)
+        fetches: list[Fetch] = []
+        for symbol in symbols:
+            state = self.symbols[symbol]
+            missing = missing_range(
+                state.horizon, self.interval.end(candle), self.interval, self.num_candles
+            )
+            # None: REST said "no candle" before the close; ask once more, it is closed now
+            fetches += self._want(symbol, state, missing or (candle, candle), "deadline")
+        return fetches
+
+    def _after_probe(self, fetch: Fetch) -> list[Fetch]:
+        for run_time, period in self.periods.items():
+            if fetch in period.probes:
+                if period.last_received is None:
+                    period.probes = period.probes - {fetch}  # no candle yet: keep waiting
+                    return []
+                period.probes = frozenset()  # the candle exists: fetch every late symbol
+                return self._late_fetches(run_time, self._late(run_time, period))
+        return []
 
     def _note_received(self, open_times: Sequence[int], received: float) -> None:
         for t in set(open_times):

@@ -7,7 +7,14 @@ import copy
 import pytest
 from hypothesis import given, strategies as st
 
-from bmac_trio._book import Book, BookError, PeriodReport, SymbolState, subtract_ranges
+from bmac_trio._book import (
+    PROBES,
+    Book,
+    BookError,
+    PeriodReport,
+    SymbolState,
+    subtract_ranges,
+)
 from bmac_trio._events import Fetch
 from bmac_trio._intervals import parse_interval
 
@@ -136,6 +143,56 @@ def test_deadline_fetches_late_symbol_and_late_completion_rereports() -> None:
     b.on_fetch_done(late, T0 + M)
     [again] = b.on_written("BBB", T0 + M)
     assert (again.complete, again.missing, again.deadline_passed) == (("AAA", "BBB"), (), True)
+
+
+def _quiet_deadline(symbols: list[str]) -> tuple[Book, int, list[Fetch]]:
+    """Every symbol holds T0; the period ending at T0 + 2M gets no candle from anyone."""
+    b = book(10)
+    b.add_symbols(dict.fromkeys(symbols, T0), now_ms=T0 + M)
+    run_time = T0 + 2 * M
+    b.on_period_start(run_time)
+    fetches, report = b.on_deadline(run_time)
+    assert report is not None
+    assert report.missing == tuple(symbols)
+    return b, run_time, fetches
+
+
+def test_deadline_with_nothing_received_asks_a_few_symbols_first() -> None:
+    # a maintenance window: no candle exists; each period costs PROBES requests, not one per
+    # symbol, and the requests that find nothing release nobody
+    symbols = [f"S{i:02d}" for i in range(20)]
+    b, run_time, probes = _quiet_deadline(symbols)
+    assert len(probes) == PROBES
+    assert all(f.reason == "deadline" and f.last_open_ms == T0 + M for f in probes)
+    for probe in probes:
+        assert b.on_fetch_done(probe, T0 + M) == []  # REST: no candle
+    assert b.periods[run_time].probes == frozenset()
+
+
+def test_probe_that_finds_the_candle_releases_every_late_symbol_once() -> None:
+    # the streams were down but the market was not: the first probe with the candle releases
+    # the other late symbols (not those the stream has brought meanwhile, nor the probes)
+    symbols = [f"S{i:02d}" for i in range(6)]
+    b, _, probes = _quiet_deadline(symbols)
+    first, *others = probes
+    b.on_klines(first.symbol, [T0 + M], source="rest", received=5.0)
+    late_by_ws = next(s for s in symbols if s not in {f.symbol for f in probes})
+    b.on_klines(late_by_ws, [T0 + M], source="ws", received=5.1)
+    released = b.on_fetch_done(first, T0 + M)
+    probed = {f.symbol for f in probes}
+    assert {f.symbol for f in released} == set(symbols) - probed - {late_by_ws}
+    assert all((f.first_open_ms, f.last_open_ms) == (T0 + M, T0 + M) for f in released)
+    assert b.on_fetch_done(others[0], T0 + M) == []  # released once only
+
+
+def test_deadline_with_some_candle_received_fetches_every_late_symbol() -> None:
+    b = book(10)
+    symbols = [f"S{i:02d}" for i in range(6)]
+    b.add_symbols(dict.fromkeys(symbols, T0), now_ms=T0 + M)
+    b.on_period_start(T0 + 2 * M)
+    b.on_klines("S00", [T0 + M], source="ws", received=1.0)
+    fetches, _ = b.on_deadline(T0 + 2 * M)
+    assert sorted(f.symbol for f in fetches) == symbols[1:]
 
 
 def test_symbol_removed_completes_period_and_drops_its_candles() -> None:
@@ -278,5 +335,5 @@ def test_each_period_is_reported_complete_at_most_once(steps: list[tuple[object,
             case ("fetched", index) if inflight:
                 fetch = inflight.pop(int(index) % len(inflight))
                 if fetch.symbol in b.symbols:
-                    b.on_fetch_done(fetch, fetch.last_open_ms)
+                    inflight += b.on_fetch_done(fetch, fetch.last_open_ms)
     assert len(complete) == len(set(complete)), complete
