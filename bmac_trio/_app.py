@@ -218,29 +218,44 @@ async def run_recorder(
         if options.handle_signals:
             # first of all: a SIGTERM from here on is a graceful stop, never a kill
             await watcher.start(_watch_signals, stopper, options.early_signals)
-        await _record(
-            config, clock, http_client, alerter if alerter is not None else NullAlerter(),
-            metrics, status, options, handle, stopper, ready,
-        )  # fmt: skip
+        run = _Run(
+            config=config,
+            clock=clock,
+            alerter=alerter if alerter is not None else NullAlerter(),
+            metrics=metrics,
+            status=status,
+            options=options,
+            handle=handle,
+            stopper=stopper,
+            ready=ready,
+        )
+        await _record(run, http_client)
         watcher.cancel_scope.cancel()
     log.info("bmac-trio stopped")
 
 
-async def _record(
-    config: Config,
-    clock: Clock,
-    http_client: httpx.AsyncClient | None,
-    alerter: Alerter | NullAlerter,
-    metrics: Metrics | None,
-    status: StatusTracker | None,
-    options: RecorderOptions,
-    handle: RecorderHandle,
-    stopper: _Stopper,
-    ready: Callable[[], None],
-) -> None:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Run:
+    """What every part of one :func:`run_recorder` call shares."""
+
+    config: Config
+    clock: Clock
+    alerter: Alerter | NullAlerter
+    metrics: Metrics | None
+    status: StatusTracker | None
+    options: RecorderOptions
+    handle: RecorderHandle
+    stopper: _Stopper
+    ready: Callable[[], None]
+
+
+async def _record(run: _Run, http_client: httpx.AsyncClient | None) -> None:
     """Prepare the directories, then run live phases until stopped, restarting after crashes."""
     from bmac_trio._storage import CandleStore, ExginfoStore
     from bmac_trio._weights import WeightBudget
+
+    config, status, handle, stopper = run.config, run.status, run.handle, run.stopper
+    options, alerter = run.options, run.alerter
 
     store = CandleStore(
         config.candle_dir,
@@ -289,10 +304,7 @@ async def _record(
             await root.start(alerter.run)
             while not stopper.requested:
                 try:
-                    await _live(
-                        config, clock, http_client, store, exginfo_store, budget, alerter,
-                        metrics, status, options, handle, stopper, ready,
-                    )  # fmt: skip
+                    await _live(run, http_client, store, exginfo_store, budget)
                 except* Exception as group:
                     handle.restarts += 1
                     log.exception(
@@ -310,21 +322,13 @@ async def _record(
 
 
 async def _live(
-    config: Config,
-    clock: Clock,
-    http: httpx.AsyncClient,
-    store: Any,
-    exginfo_store: Any,
-    budget: Any,
-    alerter: Alerter | NullAlerter,
-    metrics: Metrics | None,
-    status: StatusTracker | None,
-    options: RecorderOptions,
-    handle: RecorderHandle,
-    stopper: _Stopper,
-    ready: Callable[[], None],
+    run: _Run, http: httpx.AsyncClient, store: Any, exginfo_store: Any, budget: Any
 ) -> None:
     """One live phase: everything from exchangeInfo to a stop or a crash."""
+    config, clock, alerter, metrics, status = (
+        run.config, run.clock, run.alerter, run.metrics, run.status,
+    )  # fmt: skip
+    options, handle, stopper, ready = run.options, run.handle, run.stopper, run.ready
     interval = config.interval
     rest = RestClient(
         http=http,
