@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import polars as pl
 import pytest
 import trio
 
@@ -102,6 +103,44 @@ async def test_restart_after_10_minutes_down_fetches_only_the_tail(tmp_path: Pat
                 assert weight == symbols
                 done = await env.periods(2)
                 assert_matches_truth(env, through_ms=done[-1])
+
+
+async def test_symbol_delisted_while_down_keeps_every_candle_up_to_its_delisting(
+    tmp_path: Path,
+) -> None:
+    # stopped; the symbol is delisted five minutes later; restarted five minutes after that:
+    # the candles between the stop and the delisting exist only on REST, and the file kept
+    # aside must hold them (found by the day-long soak)
+    base = tmp_path / "data"
+    config_keys = {**UM, "num_candles": 200}
+    with trio.fail_after(40):
+        async with simulator(SimConfig(market="um", symbols=10, seed=24), speed=300) as (
+            sim,
+            clock,
+        ):
+            async with run_against(sim, clock, base, **config_keys) as env:
+                await env.history()
+                await env.periods(1)
+                victim = sorted(env.handle.symbols)[-1]
+            config = env.config
+            stopped = clock.now_ms()
+            delisted_at = config.interval.floor(stopped) + 5 * 60_000
+            sim.market_events.delist_symbol(victim, delisted_at)
+            await clock.sleep_until_ms(delisted_at + 5 * 60_000)
+            live = data_file(config.candle_dir, victim, "parquet")
+            kept = config.candle_dir / DELISTED_DIR / f"{victim}.pqt"
+            async with run_against(sim, clock, base, **config_keys) as env:
+                await env.history()
+                await env.handle.wait_until(lambda h: kept.exists() and not live.exists())
+                assert victim not in env.handle.symbols
+                done = await env.periods(1)
+                assert_matches_truth(env, through_ms=done[-1])
+    frame = pl.read_parquet(kept.read_bytes())
+    opens = frame["candle_begin_time"].dt.epoch("ms").to_list()
+    truth = [row for row in sim.ground_truth(victim, "1m", since_ms=opens[0])]
+    assert truth[-1][0] == delisted_at - 60_000  # the exchange's last candle
+    assert opens == [row[0] for row in truth]
+    assert frame["close"].to_list() == [float(row[4]) for row in truth]
 
 
 async def test_symbol_name_escaping_the_directory_is_refused(tmp_path: Path) -> None:
