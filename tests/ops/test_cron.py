@@ -146,6 +146,17 @@ def test_cron_two_copies_status_metrics_and_sigterm(
     assert b"all symbols ready" in rotated
     assert not rotated.startswith(b"\0")
 
+    # logrotate's default (rename, then a new file): the recorder notices the rename and
+    # reopens the log file by name, so nothing more goes to the rotated copy
+    renamed = log_file.with_name("bmac.log.1")
+    log_file.rename(renamed)
+    _lines_until(winner.stderr, r"all symbols ready \(\d+/\d+\), period lag", seen)
+    _lines_until(winner.stderr, r"Last updated", seen)
+    assert "all symbols ready" in log_file.read_text()
+    size_after_rename = renamed.stat().st_size
+    _lines_until(winner.stderr, r"Last updated", seen)
+    assert renamed.stat().st_size == size_after_rename
+
     # SIGTERM: finish the writes in progress, exit 0; the log went to the file too
     winner.send_signal(signal.SIGTERM)
     assert winner.wait(timeout=30) == 0
