@@ -153,15 +153,10 @@ class Dispatcher(SymbolRoster):
         )
         self.history = HistoryProgress(self.stats, lambda: self.on_change())
         self.exginfo_lock = trio.Lock()
-        #: The newest exchangeInfo selection.
+        # the symbols' life (see SymbolRoster for what each holds)
         self.selected: frozenset[str] = frozenset()
-        #: Delisted symbols still recorded until the next boundary (their final closing push
-        #: arrives after exchangeInfo already says so), with the run time they left at.
         self.retiring: dict[str, int] = {}
-        #: Symbols that left (delisted, or delisted while the recorder was down): moved aside
-        #: as soon as no fetch or write of theirs is under way, so that their tail lands first.
         self.leaving: set[str] = set()
-        #: Symbols whose files are being read before they join the book.
         self._adopting: set[str] = set()
         self.nursery: trio.Nursery | None = None
 
