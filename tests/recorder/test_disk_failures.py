@@ -19,7 +19,16 @@ import trio.testing
 from bmac_trio import _atomic
 from bmac_trio._events import Fetch
 
-from .test_dispatcher_properties import T0, M, dispatching, opens_of, rest_body, values_ok, ws_frame
+from .test_dispatcher_properties import (
+    T0,
+    Harness,
+    M,
+    dispatching,
+    opens_of,
+    rest_body,
+    values_ok,
+    ws_frame,
+)
 
 SYMBOL = "AAAUSDT"
 
@@ -100,6 +109,14 @@ async def test_failed_write_is_reported_and_keeps_the_old_file(
             assert opens_of(h.read(SYMBOL))[-1] == T0 + 10 * M
 
 
+async def _break_the_disk_under_a_write(h: Harness, disk: Disk, alerts: Alerts) -> None:
+    """Break the disk, then deliver the candle opening at T0+10M: its write fails, alerted."""
+    disk.broken = True
+    h.clock.now = T0 + 11 * M + 1_000
+    assert await h.feed_ws(ws_frame(SYMBOL, T0 + 10 * M))
+    await alerts.disk.wait()
+
+
 async def test_pending_write_lands_when_the_disk_recovers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -110,10 +127,7 @@ async def test_pending_write_lands_when_the_disk_recovers(
             alerts = Alerts(h)
             await h.symbols({SYMBOL})
             await _history(h, history)
-            disk.broken = True
-            h.clock.now = T0 + 11 * M + 1_000
-            assert await h.feed_ws(ws_frame(SYMBOL, T0 + 10 * M))
-            await alerts.disk.wait()
+            await _break_the_disk_under_a_write(h, disk, alerts)
             assert any(SYMBOL in text for _, text in alerts.sent), alerts.sent
             disk.broken = False
             await h.settle()  # the writer retries on its own (a backoff), no new candle needed
@@ -135,10 +149,7 @@ async def test_candles_arriving_while_the_disk_is_full_all_land(
             alerts = Alerts(h)
             await h.symbols({SYMBOL})
             await _history(h, history)
-            disk.broken = True
-            h.clock.now = T0 + 11 * M + 1_000
-            assert await h.feed_ws(ws_frame(SYMBOL, T0 + 10 * M))
-            await alerts.disk.wait()
+            await _break_the_disk_under_a_write(h, disk, alerts)
             h.clock.now = T0 + 12 * M + 1_000
             assert await h.feed_ws(ws_frame(SYMBOL, T0 + 11 * M))
             await trio.testing.wait_all_tasks_blocked()

@@ -89,13 +89,8 @@ async def test_429_then_418_wait_retry_after_and_alert_the_ban(
     await rest.http.aclose()
 
 
-async def test_not_tradable_symbol_is_given_up_not_retried(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    clock = TrioClock(start_ms=T0 + 5 * M + 1000)
-    exchange = Exchange([(400, {"code": -1122, "msg": "Invalid symbol status."}, {})])
-    rest = client(exchange, clock, WeightBudget(2400))
-    fetch = Fetch(symbol="NEWUSDT", first_open_ms=T0, last_open_ms=T0 + 4 * M, reason="listing")
+async def fetch_once(rest: RestClient, clock: TrioClock, fetch: Fetch) -> list[object]:
+    """Run one REST fetcher on ``fetch`` alone; every message it sent to the inbox."""
     fetch_send, fetch_recv = trio.open_memory_channel[Fetch](1)
     inbox_send, inbox_recv = trio.open_memory_channel[object](10)
     async with trio.open_nursery() as nursery:
@@ -109,7 +104,17 @@ async def test_not_tradable_symbol_is_given_up_not_retried(
         )
         async with fetch_send:
             await fetch_send.send(fetch)
-        messages = [m async for m in inbox_recv]
+        return [m async for m in inbox_recv]
+
+
+async def test_not_tradable_symbol_is_given_up_not_retried(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    clock = TrioClock(start_ms=T0 + 5 * M + 1000)
+    exchange = Exchange([(400, {"code": -1122, "msg": "Invalid symbol status."}, {})])
+    rest = client(exchange, clock, WeightBudget(2400))
+    fetch = Fetch(symbol="NEWUSDT", first_open_ms=T0, last_open_ms=T0 + 4 * M, reason="listing")
+    messages = await fetch_once(rest, clock, fetch)
     assert len(exchange.calls) == 1
     assert len(messages) == 1
     assert isinstance(messages[0], FetchFailed)
@@ -125,20 +130,7 @@ async def test_server_errors_are_retried_and_only_closed_candles_sent(
     exchange = Exchange([(503, error, {}), (500, error, {})])
     rest = client(exchange, clock, WeightBudget(2400))
     fetch = Fetch(symbol="BTCUSDT", first_open_ms=T0, last_open_ms=T0 + 9 * M, reason="gap")
-    fetch_send, fetch_recv = trio.open_memory_channel[Fetch](1)
-    inbox_send, inbox_recv = trio.open_memory_channel[object](10)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            lambda: run_rest_fetcher(
-                fetches=fetch_recv,
-                inbox=inbox_send,
-                rest=rest,
-                clock=clock,  # type: ignore[arg-type]
-            )
-        )
-        async with fetch_send:
-            await fetch_send.send(fetch)
-        messages = [m async for m in inbox_recv]
+    messages = await fetch_once(rest, clock, fetch)
     assert len(exchange.calls) == 3
     klines, done = messages
     assert isinstance(klines, Klines)
