@@ -35,9 +35,9 @@ from bmac_kit._factors import (
 from bmac_kit._reader import CandleFileReader, read_frame, read_market
 from bmac_kit._time import RunTime, from_ms, get_default_clock, to_ms
 from bmac_kit._waiting import PeriodWatcher, wait_for_period
-from bmac_trio._clock import Clock
-from bmac_trio._layout import CANDLE_SCHEMA
-from bmac_trio._symbols import check_symbol
+from bmac_trio.binance.symbols import check_symbol
+from bmac_trio.clock import Clock
+from bmac_trio.store.layout import CANDLE_SCHEMA
 
 __all__ = ["AllMarketResult", "BmacAllMarketCalculator", "BmacSingleSymbolCalculator"]
 

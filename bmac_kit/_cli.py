@@ -38,8 +38,8 @@ def hourly(
     import trio
 
     from bmac_kit._hourly import HourlyJob, run_hourly_live
-    from bmac_trio._clock import parse_clock_spec
-    from bmac_trio._errors import ConfigError
+    from bmac_trio.clock import parse_clock_spec
+    from bmac_trio.errors import ConfigError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bmac_trio._errors import BmacError
+from bmac_trio.errors import BmacError
 
 __all__ = ["PeriodNotReady"]
 

@@ -2,7 +2,7 @@
 
 Output: ``<out>/<trade_type>_1h_resample/<k>m/<SYMBOL>.<ext>`` for k = 0, 5, ..., 55, in the
 candle schema and the source's save type, each file written atomically
-(:func:`bmac_trio._storage.write_frame_atomic`). New hours are merged into what is already
+(:func:`bmac_trio.store.candles.write_frame_atomic`). New hours are merged into what is already
 there (newest copy of an hour wins), so the output keeps growing after the 5m window rolls on,
 and a gap the recorder refills later is filled here on the next rebuild of that offset.
 
@@ -25,11 +25,11 @@ import trio
 from bmac_kit._reader import CandleFileReader, read_frame
 from bmac_kit._resample import OFFSETS, offset_dir_name, offset_of, resample_hourly
 from bmac_kit._waiting import PeriodWatcher, wait_for_period
-from bmac_trio._clock import Clock
-from bmac_trio._errors import ConfigError
-from bmac_trio._intervals import parse_interval
-from bmac_trio._layout import META_FILE, data_file
-from bmac_trio._storage import write_frame_atomic
+from bmac_trio.binance.intervals import parse_interval
+from bmac_trio.clock import Clock
+from bmac_trio.errors import ConfigError
+from bmac_trio.store.candles import write_frame_atomic
+from bmac_trio.store.layout import META_FILE, data_file
 
 __all__ = ["HourlyJob", "HourlyReport", "find_source", "run_hourly_live"]
 

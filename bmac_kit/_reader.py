@@ -24,7 +24,8 @@ import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 
 from bmac_kit._time import RunTime, to_ms
-from bmac_trio._layout import (
+from bmac_trio.binance.symbols import check_symbol, is_safe_symbol
+from bmac_trio.store.layout import (
     CANDLE_SCHEMA,
     DEFAULT_TIMEZONE,
     EXTENSIONS,
@@ -35,7 +36,6 @@ from bmac_trio._layout import (
     ready_file,
     run_time_label,
 )
-from bmac_trio._symbols import check_symbol, is_safe_symbol
 
 if TYPE_CHECKING:
     import pandas as pd

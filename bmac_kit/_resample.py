@@ -17,7 +17,7 @@ from typing import Final
 
 import polars as pl
 
-from bmac_trio._layout import CANDLE_COLUMNS
+from bmac_trio.store.layout import CANDLE_COLUMNS
 
 __all__ = ["BARS_PER_HOUR", "OFFSETS", "offset_dir_name", "offset_of", "resample_hourly"]
 

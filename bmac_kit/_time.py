@@ -1,10 +1,10 @@
 """BMAC's time helpers, on an injected clock and aligned to UTC like Binance.
 
 BMAC v2 read the wall clock directly and aligned periods to Hong Kong midnight (wrong for 6h,
-12h and 1d). Here every helper takes an optional :class:`~bmac_trio._clock.Clock` (default: the
-module default, :class:`~bmac_trio._clock.SystemClock` unless :func:`set_default_clock` changed
-it), aligns with :mod:`bmac_trio._intervals`, and *presents* times in the data directory's time
-zone (Asia/Hong_Kong by default), as BMAC users expect.
+12h and 1d). Here every helper takes an optional :class:`~bmac_trio.clock.Clock` (default: the
+module default, :class:`~bmac_trio.clock.SystemClock` unless :func:`set_default_clock` changed
+it), aligns with :mod:`bmac_trio.binance.intervals`, and *presents* times in the data
+directory's time zone (Asia/Hong_Kong by default), as BMAC users expect.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bmac_trio._clock import Clock, SystemClock
-from bmac_trio._intervals import Interval, parse_interval
-from bmac_trio._layout import DEFAULT_TIMEZONE
+from bmac_trio.binance.intervals import Interval, parse_interval
+from bmac_trio.clock import Clock, SystemClock
+from bmac_trio.store.layout import DEFAULT_TIMEZONE
 
 __all__ = [
     "RunTime",
@@ -37,7 +37,7 @@ def set_default_clock(clock: Clock) -> None:
     """Make ``clock`` the clock of every helper and calculator not given one explicitly.
 
     Lets a whole BMAC-style script run on a simulated clock (e.g. the simulator's
-    ``--clock`` spec through :func:`bmac_trio._clock.parse_clock_spec`).
+    ``--clock`` spec through :func:`bmac_trio.clock.parse_clock_spec`).
     """
     global _default_clock
     _default_clock = clock

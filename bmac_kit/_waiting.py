@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import trio
 
 from bmac_kit._reader import CandleFileReader
-from bmac_trio._clock import Clock
+from bmac_trio.clock import Clock
 
 __all__ = ["PeriodOutcome", "PeriodWatcher", "Poll", "wait_for_period"]
 

@@ -1,15 +1,18 @@
 """bmac-trio: a rolling window of Binance candles for a whole market, on local disk, on Trio.
 
-Layers (imports only point downward):
+Packages by role; imports point one way (``tests/test_layering.py`` enforces it):
 
-* pure core, no trio/httpx: ``_errors``, ``_intervals``, ``_markets``, ``_symbols``, and the
-  protocol/book/planning modules;
-* sync storage (atomic writes, ready files, manifests);
-* trio adapters (REST, WebSocket, alarm, dispatcher) and ``_clock``;
-* wiring (``_app``) and the command line (``cli``); the simulator lives in ``bmac_trio.sim``.
+* :mod:`~bmac_trio.errors`, :mod:`~bmac_trio.clock`: the one exception hierarchy; injected time;
+* :mod:`~bmac_trio.binance`: what Binance is, sans-IO (markets, intervals, protocol, weights);
+* :mod:`~bmac_trio.store`: the disk contract (layout, config.json, atomic writes, files, lock);
+* :mod:`~bmac_trio.ops`: alerts, metrics and the status file the recorder reports into;
+* :mod:`~bmac_trio.recorder`: the service's trio tasks and their wiring;
+* :mod:`~bmac_trio.cli`: the ``bmac-trio`` commands; :mod:`~bmac_trio.sim`: the exchange
+  simulator, which uses only ``errors``, ``clock`` and ``binance``.
 """
 
-from bmac_trio._errors import (
+from bmac_trio.binance.intervals import Interval as Interval, parse_interval as parse_interval
+from bmac_trio.errors import (
     BmacError as BmacError,
     ConfigError as ConfigError,
     LockHeld as LockHeld,
@@ -22,6 +25,5 @@ from bmac_trio._errors import (
     UnsafeSymbol as UnsafeSymbol,
     WsDisconnected as WsDisconnected,
 )
-from bmac_trio._intervals import Interval as Interval, parse_interval as parse_interval
 
 __version__ = "0.1.0"

@@ -46,9 +46,9 @@ async def _record(args: argparse.Namespace) -> dict[str, object]:
     import orjson
     import trio
 
-    from bmac_trio._app import RecorderOptions, run_recorder
-    from bmac_trio._clock import parse_clock_spec
-    from bmac_trio._config import load_config
+    from bmac_trio.clock import parse_clock_spec
+    from bmac_trio.recorder.service import RecorderOptions, run_recorder
+    from bmac_trio.store.config import load_config
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     clock = parse_clock_spec(args.clock)

@@ -19,7 +19,7 @@ import time
 
 import trio
 
-from bmac_trio._clock import SystemClock
+from bmac_trio.clock import SystemClock
 from bmac_trio.sim import SimConfig, open_simulator
 
 

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bmac_trio._intervals import parse_interval
-from bmac_trio._protocol import Candle, candles_to_frame
-from bmac_trio._storage import CandleStore
+from bmac_trio.binance.intervals import parse_interval
+from bmac_trio.binance.protocol import Candle, candles_to_frame
+from bmac_trio.store.candles import CandleStore
 
 
 def candles(symbol: str, first: int, n: int, step: int) -> list[Candle]:

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 import orjson
 import trio
 
-from bmac_trio._clock import Clock
+from bmac_trio.clock import Clock
 from bmac_trio.sim._exchange import Exchange
 from bmac_trio.sim._faults import Faults
 from bmac_trio.sim._hub import Conn, Hub

@@ -10,8 +10,8 @@ from typing import Literal
 
 import trio
 
-from bmac_trio._clock import Clock, ScaledWallClock, SystemClock, parse_clock_spec
-from bmac_trio._intervals import ALL_INTERVALS
+from bmac_trio.binance.intervals import ALL_INTERVALS
+from bmac_trio.clock import Clock, ScaledWallClock, SystemClock, parse_clock_spec
 
 __all__ = ["sim"]
 

@@ -18,7 +18,7 @@ from typing import Literal
 
 import orjson
 
-from bmac_trio._intervals import ALL_INTERVALS
+from bmac_trio.binance.intervals import ALL_INTERVALS
 
 __all__ = ["Scenario", "SimConfig", "load_scenario"]
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bmac_trio._intervals import DAY_MS, HOUR_MS, MINUTE_MS, Interval, parse_interval
-from bmac_trio._markets import MARKETS, Market
+from bmac_trio.binance.intervals import DAY_MS, HOUR_MS, MINUTE_MS, Interval, parse_interval
+from bmac_trio.binance.markets import MARKETS, Market
 from bmac_trio.sim._config import SimConfig
 from bmac_trio.sim._encode import dec, rest_row
 from bmac_trio.sim._hashing import unit_signed

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bmac_trio._clock import Clock
+from bmac_trio.clock import Clock
 from bmac_trio.sim._exchange import Exchange
 from bmac_trio.sim._hub import Hub
 from bmac_trio.sim._stats import SimStats

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 import orjson
 import trio
 
-from bmac_trio._clock import Clock
-from bmac_trio._intervals import Interval, parse_interval
-from bmac_trio._markets import Market
+from bmac_trio.binance.intervals import Interval, parse_interval
+from bmac_trio.binance.markets import Market
+from bmac_trio.clock import Clock
 from bmac_trio.sim._config import SimConfig
 from bmac_trio.sim._encode import kline_event
 from bmac_trio.sim._exchange import Exchange

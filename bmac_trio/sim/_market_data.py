@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from bmac_trio._intervals import ALL_INTERVALS, Interval
+from bmac_trio.binance.intervals import ALL_INTERVALS, Interval
 from bmac_trio.sim._hashing import mix
 from bmac_trio.sim._symbols import SymbolSpec
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from bmac_trio._intervals import DAY_MS, parse_interval
+from bmac_trio.binance.intervals import DAY_MS, parse_interval
 from bmac_trio.sim._encode import rest_row
 from bmac_trio.sim._exchange import FUNDING_PERIOD_MS, Exchange
 from bmac_trio.sim._symbols import SymbolSpec

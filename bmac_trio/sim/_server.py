@@ -17,7 +17,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from bmac_trio._clock import Clock, SystemClock
+from bmac_trio.clock import Clock, SystemClock
 from bmac_trio.sim._app import SimApp
 from bmac_trio.sim._config import SimConfig
 from bmac_trio.sim._exchange import Exchange
@@ -68,7 +68,7 @@ class Simulator:
 
     def closing_push_ms(self, symbol: str, interval: str, open_ms: int) -> int:
         """Exchange time ``E`` of the closing push of a candle (for tests)."""
-        from bmac_trio._intervals import parse_interval
+        from bmac_trio.binance.intervals import parse_interval
 
         iv = parse_interval(interval)
         return iv.end(open_ms) + self.hub.closing_delay_ms(symbol, iv, open_ms)

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from bmac_trio._markets import Market
+from bmac_trio.binance.markets import Market
 
 __all__ = ["ConnProtocol", "KlineStream", "Route", "parse_route", "parse_stream"]
 

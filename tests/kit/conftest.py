@@ -1,6 +1,6 @@
 """Fixtures for the kit's tests: synthetic data directories written to the on-disk contract.
 
-``DataDir`` writes through the recorder's own storage (bmac_trio._storage: atomic candle files,
+``DataDir`` writes through the recorder's own storage (bmac_trio.store.candles: atomic candle files,
 ready files, period manifests, exginfo, meta), so the kit is tested against exactly what the
 recorder writes.
 """
@@ -17,8 +17,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from bmac_trio._intervals import parse_interval
-from bmac_trio._layout import (
+from bmac_trio.binance.intervals import parse_interval
+from bmac_trio.store.candles import CandleStore, ExginfoStore
+from bmac_trio.store.layout import (
     CANDLE_SCHEMA,
     DEFAULT_TIMEZONE,
     FORMAT_VERSION,
@@ -26,7 +27,6 @@ from bmac_trio._layout import (
     candle_dir,
     exginfo_dir,
 )
-from bmac_trio._storage import CandleStore, ExginfoStore
 
 KIT_TESTS = Path(__file__).parent
 #: 2024-07-17 11:40 UTC, a 5m boundary (19:40 in Hong Kong).

@@ -21,8 +21,8 @@ from bmac_kit import (
     PeriodNotReady,
 )
 from bmac_kit._factors import apply_single, load_factors
-from bmac_trio._clock import TrioClock
-from bmac_trio._errors import UnsafeSymbol
+from bmac_trio.clock import TrioClock
+from bmac_trio.errors import UnsafeSymbol
 
 T0 = 1_721_216_400_000
 CFGS = [("PctChg", 3), ("TrdNumMeanV1", 5), ("Rsi", 6)]

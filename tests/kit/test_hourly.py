@@ -17,9 +17,9 @@ from bmac_kit import CandleFileReader
 from bmac_kit._cli import hourly
 from bmac_kit._hourly import HourlyJob, run_hourly_live
 from bmac_kit._resample import OFFSETS, offset_of, resample_hourly
-from bmac_trio._clock import TrioClock
-from bmac_trio._layout import CANDLE_COLUMNS
 from bmac_trio.cli import main
+from bmac_trio.clock import TrioClock
+from bmac_trio.store.layout import CANDLE_COLUMNS
 
 T0 = 1_721_216_400_000  # 2024-07-17 11:40 UTC
 HOUR = 3_600_000

@@ -20,7 +20,7 @@ from bmac_kit import (
     now_time,
     sleep_until_run_time,
 )
-from bmac_trio._clock import TrioClock
+from bmac_trio.clock import TrioClock
 
 T0 = 1_721_216_400_000  # 2024-07-17 11:40 UTC = 19:40 Hong Kong
 HK = ZoneInfo("Asia/Hong_Kong")

@@ -26,11 +26,11 @@ from bmac_kit import (
 from bmac_kit._factors import apply_single, load_factors
 from bmac_kit._hourly import HourlyJob
 from bmac_kit._resample import OFFSETS, resample_hourly
-from bmac_trio._app import RecorderOptions, run_recorder
-from bmac_trio._clock import TrioClock
-from bmac_trio._config import load_config
-from bmac_trio._errors import ConfigError
+from bmac_trio.clock import TrioClock
+from bmac_trio.errors import ConfigError
+from bmac_trio.recorder.service import RecorderOptions, run_recorder
 from bmac_trio.sim import SimConfig, open_simulator
+from bmac_trio.store.config import load_config
 
 START_MS = 1_767_225_600_000 + 40_000  # 2026-01-01 00:00:40 UTC
 MINUTE = 60_000

@@ -9,12 +9,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -26,8 +22,6 @@ from hypercorn.trio import serve
 
 SECRET = "SECtest0123456789abcdef"
 ACCESS_TOKEN = "token-abc"
-#: The console script beside the interpreter running the tests (the venv's ``bmac-trio``).
-BMAC_TRIO = str(Path(sys.executable).with_name("bmac-trio"))
 
 
 @dataclass
@@ -110,11 +104,3 @@ async def webhook_server(nursery: trio.Nursery) -> WebhookServer:
     binds = await nursery.start(serve, server.app, config)
     server.url = binds[0]
     return server
-
-
-def run_cli(*args: str, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """Run ``bmac-trio ARGS`` exactly as a person types it; capture text output."""
-    env = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1"}
-    return subprocess.run(
-        [BMAC_TRIO, *args], capture_output=True, text=True, timeout=timeout, env=env, **kwargs
-    )

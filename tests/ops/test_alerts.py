@@ -9,16 +9,16 @@ import orjson
 import pytest
 import trio
 
-from bmac_trio._alerts import (
+from bmac_trio.clock import TrioClock
+from bmac_trio.errors import ConfigError
+from bmac_trio.ops.alerts import (
     Alerter,
     AlertPolicy,
     NullAlerter,
     build_alerter,
     dingding_sign,
 )
-from bmac_trio._clock import TrioClock
-from bmac_trio._config import load_config
-from bmac_trio._errors import ConfigError
+from bmac_trio.store.config import load_config
 
 from .conftest import ACCESS_TOKEN, SECRET, WebhookServer
 

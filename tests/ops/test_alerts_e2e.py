@@ -14,9 +14,10 @@ import orjson
 import pytest
 import trio
 
-from bmac_trio._clock import ScaledWallClock
+from bmac_trio.clock import ScaledWallClock
 
-from .conftest import BMAC_TRIO, WebhookServer
+from ..cli.conftest import BMAC_TRIO
+from .conftest import WebhookServer
 
 SPEED = 30.0
 START_MS = 1_764_000_000_000

@@ -7,7 +7,7 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from bmac_trio._metrics import NullMetrics, PrometheusMetrics, make_metrics, run_metrics_server
+from bmac_trio.ops.metrics import NullMetrics, PrometheusMetrics, make_metrics, run_metrics_server
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import trio
 
-from bmac_trio._clock import TrioClock
-from bmac_trio._config import load_config
-from bmac_trio._status import HealthCode, StatusReport, StatusTracker, assess, read_status
+from bmac_trio.clock import TrioClock
+from bmac_trio.ops.status import HealthCode, StatusReport, StatusTracker, assess, read_status
+from bmac_trio.store.config import load_config
 
 START_MS = 1_764_000_000_000
 

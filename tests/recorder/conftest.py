@@ -20,11 +20,11 @@ import orjson
 import polars as pl
 import trio
 
-from bmac_trio._app import RecorderHandle, RecorderOptions, run_recorder
-from bmac_trio._clock import TrioClock
-from bmac_trio._config import Config, load_config
-from bmac_trio._layout import FLOAT_COLUMNS, data_file
+from bmac_trio.clock import TrioClock
+from bmac_trio.recorder.service import RecorderHandle, RecorderOptions, run_recorder
 from bmac_trio.sim import SimConfig, open_simulator
+from bmac_trio.store.config import Config, load_config
+from bmac_trio.store.layout import FLOAT_COLUMNS, data_file
 
 #: 2026-01-01 00:00 UTC plus 40 s: the first boundary comes 20 exchange seconds after start.
 START_MS = 1_767_225_600_000 + 40_000

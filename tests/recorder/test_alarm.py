@@ -7,10 +7,10 @@ import itertools
 import trio
 import trio.testing
 
-from bmac_trio._alarm import iter_alarms, run_alarm
-from bmac_trio._clock import TrioClock
-from bmac_trio._events import PeriodDeadline, PeriodStart
-from bmac_trio._intervals import parse_interval
+from bmac_trio.binance.intervals import parse_interval
+from bmac_trio.clock import TrioClock
+from bmac_trio.recorder.alarm import iter_alarms, run_alarm
+from bmac_trio.recorder.events import PeriodDeadline, PeriodStart
 
 M = 60_000
 H = 60 * M

@@ -7,7 +7,8 @@ import copy
 import pytest
 from hypothesis import given, strategies as st
 
-from bmac_trio._book import (
+from bmac_trio.binance.intervals import parse_interval
+from bmac_trio.recorder.book import (
     PROBES,
     Book,
     BookError,
@@ -15,8 +16,7 @@ from bmac_trio._book import (
     SymbolState,
     subtract_ranges,
 )
-from bmac_trio._events import Fetch
-from bmac_trio._intervals import parse_interval
+from bmac_trio.recorder.events import Fetch
 
 M = 60_000
 T0 = 1_700_000_040_000 // M * M  # an aligned minute

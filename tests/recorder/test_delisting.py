@@ -13,9 +13,9 @@ from pathlib import Path
 import polars as pl
 import trio
 
-from bmac_trio._config import load_config
-from bmac_trio._events import FetchDone, PeriodStart, SymbolsChanged
-from bmac_trio._storage import CandleStore
+from bmac_trio.recorder.events import FetchDone, PeriodStart, SymbolsChanged
+from bmac_trio.store.candles import CandleStore
+from bmac_trio.store.config import load_config
 
 from .test_dispatcher_properties import (
     T0,

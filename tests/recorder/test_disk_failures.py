@@ -16,8 +16,8 @@ import pytest
 import trio
 import trio.testing
 
-from bmac_trio import _atomic
-from bmac_trio._events import Fetch
+from bmac_trio.recorder.events import Fetch
+from bmac_trio.store import atomic as _atomic
 
 from .test_dispatcher_properties import (
     T0,

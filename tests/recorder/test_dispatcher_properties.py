@@ -4,7 +4,7 @@ A real :class:`Dispatcher` on a temp directory is fed the way the listeners and 
 it: ``feed_ws`` and ``feed_rest`` run the real parsing path (``parse_ws_message`` /
 ``parse_klines`` + ``closed_only``) and hand what survives to the dispatcher; ``settle`` waits
 (no sleeps) until every write has landed. ``tests/recorder/test_disk_failures.py`` reuses the
-harness. Protocol-level properties live in ``tests/core/test_protocol_properties.py``.
+harness. Protocol-level properties live in ``tests/binance/test_protocol_properties.py``.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ import trio
 import trio.testing
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from bmac_trio._config import Config, load_config
-from bmac_trio._dispatcher import Dispatcher, run_dispatcher
-from bmac_trio._errors import RemoteProtocolError
-from bmac_trio._events import Fetch, Inbox, Klines, SetSymbols, SymbolsChanged
-from bmac_trio._layout import FLOAT_COLUMNS
-from bmac_trio._protocol import KlineEvent, closed_only, parse_klines, parse_ws_message
-from bmac_trio._storage import CandleStore, ExginfoStore
+from bmac_trio.binance.protocol import KlineEvent, closed_only, parse_klines, parse_ws_message
+from bmac_trio.errors import RemoteProtocolError
+from bmac_trio.recorder.dispatcher import Dispatcher, run_dispatcher
+from bmac_trio.recorder.events import Fetch, Inbox, Klines, SetSymbols, SymbolsChanged
+from bmac_trio.store.candles import CandleStore, ExginfoStore
+from bmac_trio.store.config import Config, load_config
+from bmac_trio.store.layout import FLOAT_COLUMNS
 
 M = 60_000
 #: An aligned minute (2026-01-01 00:00 UTC).
@@ -88,7 +88,7 @@ def rest_body(symbol: str, opens: list[int]) -> bytes:
 
 def frame_of(symbol: str, opens: list[int]) -> pl.DataFrame:
     """The candle frame the dispatcher should write for ``opens``."""
-    from bmac_trio._protocol import candles_to_frame
+    from bmac_trio.binance.protocol import candles_to_frame
 
     candles = parse_klines(rest_body(symbol, opens), symbol=symbol, interval="1m")
     return candles_to_frame(candles, "1m")

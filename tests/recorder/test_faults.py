@@ -6,8 +6,8 @@ from pathlib import Path
 
 import trio
 
-from bmac_trio._app import RecorderOptions
-from bmac_trio._book import PROBES
+from bmac_trio.recorder.book import PROBES
+from bmac_trio.recorder.service import RecorderOptions
 from bmac_trio.sim import SimConfig
 
 from .conftest import FAST_OPTIONS, START_MS, assert_matches_truth, recording

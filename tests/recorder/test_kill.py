@@ -20,11 +20,11 @@ from pathlib import Path
 import polars as pl
 import trio
 
-from bmac_trio._clock import ScaledWallClock
-from bmac_trio._config import load_config
-from bmac_trio._layout import EXTENSIONS
-from bmac_trio._status import read_status
+from bmac_trio.clock import ScaledWallClock
+from bmac_trio.ops.status import read_status
 from bmac_trio.sim import SimConfig, open_simulator
+from bmac_trio.store.config import load_config
+from bmac_trio.store.layout import EXTENSIONS
 
 from .conftest import START_MS, Env, assert_matches_truth, write_config
 

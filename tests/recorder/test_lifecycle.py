@@ -11,13 +11,13 @@ import polars as pl
 import pytest
 import trio
 
-from bmac_trio._alerts import NullAlerter
-from bmac_trio._app import run_recorder
-from bmac_trio._cli_run import check, run
-from bmac_trio._config import load_config
-from bmac_trio._layout import DELISTED_DIR, data_file
-from bmac_trio._lock import acquire_lock
+from bmac_trio.cli.run import check, run
+from bmac_trio.ops.alerts import NullAlerter
+from bmac_trio.recorder.service import run_recorder
 from bmac_trio.sim import SimConfig
+from bmac_trio.store.config import load_config
+from bmac_trio.store.layout import DELISTED_DIR, data_file
+from bmac_trio.store.lock import acquire_lock
 
 from .conftest import (
     FAST_OPTIONS,

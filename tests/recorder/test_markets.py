@@ -11,8 +11,8 @@ import orjson
 import pytest
 import trio
 
-from bmac_trio._layout import MANIFEST_DIR, META_FILE, ready_file, run_time_label
 from bmac_trio.sim import SimConfig
+from bmac_trio.store.layout import MANIFEST_DIR, META_FILE, ready_file, run_time_label
 
 from .conftest import assert_matches_truth, recording
 

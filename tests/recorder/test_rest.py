@@ -8,13 +8,13 @@ import pytest
 import trio
 import trio.testing
 
-from bmac_trio._clock import TrioClock
-from bmac_trio._errors import RestUnavailable
-from bmac_trio._events import Fetch, FetchDone, FetchFailed, Klines
-from bmac_trio._intervals import parse_interval
-from bmac_trio._markets import UM
-from bmac_trio._rest import RestClient, retrying, run_rest_fetcher
-from bmac_trio._weights import WeightBudget
+from bmac_trio.binance.intervals import parse_interval
+from bmac_trio.binance.markets import UM
+from bmac_trio.binance.weights import WeightBudget
+from bmac_trio.clock import TrioClock
+from bmac_trio.errors import RestUnavailable
+from bmac_trio.recorder.events import Fetch, FetchDone, FetchFailed, Klines
+from bmac_trio.recorder.rest import RestClient, retrying, run_rest_fetcher
 
 M = 60_000
 T0 = 1_767_225_600_000

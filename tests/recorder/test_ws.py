@@ -9,11 +9,11 @@ import orjson
 import trio
 import trio_websocket
 
-from bmac_trio._clock import TrioClock
-from bmac_trio._events import SetSymbols
-from bmac_trio._intervals import parse_interval
-from bmac_trio._markets import UM
-from bmac_trio._ws import ListenerStats, StreamPlan, WsSettings, run_ws_listeners
+from bmac_trio.binance.intervals import parse_interval
+from bmac_trio.binance.markets import UM
+from bmac_trio.clock import TrioClock
+from bmac_trio.recorder.events import SetSymbols
+from bmac_trio.recorder.ws import ListenerStats, StreamPlan, WsSettings, run_ws_listeners
 
 
 def test_stream_plan_is_deterministic_capped_and_sticky() -> None:

@@ -12,7 +12,7 @@ import orjson
 import trio
 import trio_websocket
 
-from bmac_trio._clock import TrioClock
+from bmac_trio.clock import TrioClock
 from bmac_trio.sim import SimConfig, Simulator, open_simulator
 
 #: 2026-01-01 00:00:00 UTC: a Thursday, well inside a quarter.

@@ -12,7 +12,7 @@ import ccxt
 import pytest
 import trio
 
-from bmac_trio._clock import TrioClock
+from bmac_trio.clock import TrioClock
 from bmac_trio.sim import SimConfig, open_simulator
 
 from .conftest import START_MS

@@ -13,7 +13,7 @@ import orjson
 import pytest
 import trio
 
-from bmac_trio._clock import ScaledWallClock
+from bmac_trio.clock import ScaledWallClock
 
 _CMD = [sys.executable, "-c", "from bmac_trio.cli import main; main()", "sim"]
 

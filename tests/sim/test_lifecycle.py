@@ -8,7 +8,7 @@ import orjson
 import pytest
 import trio
 
-from bmac_trio._clock import TrioClock
+from bmac_trio.clock import TrioClock
 from bmac_trio.sim import SimConfig, load_scenario
 from bmac_trio.sim._config import scenario_from_mapping
 from bmac_trio.sim._exchange import Exchange

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bmac_trio._intervals import parse_interval
+from bmac_trio.binance.intervals import parse_interval
 from bmac_trio.sim import SimConfig
 from bmac_trio.sim._encode import rest_row
 from bmac_trio.sim._exchange import Exchange

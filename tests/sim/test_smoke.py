@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import trio
 
-from bmac_trio._clock import TrioClock
+from bmac_trio.clock import TrioClock
 from bmac_trio.sim import SimConfig, open_simulator
 
 from .conftest import START_MS, get_json, open_ws, ws_json

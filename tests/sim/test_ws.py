@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio_websocket
 
-from bmac_trio._intervals import parse_interval
+from bmac_trio.binance.intervals import parse_interval
 
 from .conftest import START_MS, next_kline, open_ws, running, ws_json
 

@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo
 import orjson
 import polars as pl
 
-from bmac_trio._intervals import Interval
-from bmac_trio._layout import DELISTED_DIR, EXTENSIONS, FLOAT_COLUMNS, MANIFEST_DIR
+from bmac_trio.binance.intervals import Interval
+from bmac_trio.store.layout import DELISTED_DIR, EXTENSIONS, FLOAT_COLUMNS, MANIFEST_DIR
 
 __all__ = ["CheckResult", "check_directory", "is_recorded_um_usdt_perp"]
 

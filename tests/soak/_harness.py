@@ -30,10 +30,10 @@ from zoneinfo import ZoneInfo
 import orjson
 import trio
 
-from bmac_trio._clock import ScaledWallClock
-from bmac_trio._intervals import parse_interval
-from bmac_trio._layout import DEFAULT_TIMEZONE, LOCK_FILE, candle_dir, manifest_path
+from bmac_trio.binance.intervals import parse_interval
+from bmac_trio.clock import ScaledWallClock
 from bmac_trio.sim import SimConfig, open_simulator
+from bmac_trio.store.layout import DEFAULT_TIMEZONE, LOCK_FILE, candle_dir, manifest_path
 
 try:
     from ._check import CheckResult, check_directory, is_recorded_um_usdt_perp
@@ -118,7 +118,7 @@ class SoakResult:
 
         Reads by path are counted apart (``torn_by_path``): polars given a path opens the
         file more than once, so it can mix two versions however atomically they were written
-        (see ``bmac_trio._storage``); that is the reader's rule to follow, not the writer's.
+        (see ``bmac_trio.store.candles``); that is the reader's rule to follow, not the writer's.
         """
         r = self.reader
         return r.get("torn", 0) + r.get("schema", 0)

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import polars as pl
 
-from bmac_trio._layout import CANDLE_SCHEMA
+from bmac_trio.store.layout import CANDLE_SCHEMA
 
 _READY_RE = re.compile(r"^(?P<symbol>.+)_(?P<label>\d{8}_\d{6})\.ready$")
 

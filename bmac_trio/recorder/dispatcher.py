@@ -1,0 +1,361 @@
+"""The dispatcher: the single owner of the disk.
+
+It feeds each inbox message to the :class:`~.book.Book` and carries out what the book decides:
+fetches to the REST workers, stream sets to the listeners, candles to the
+:class:`~.writer.SymbolWriter` (each symbol written as soon as its candle arrives, off the
+event loop), period reports to the :class:`~.period_reporter.PeriodReporter` (logs, alerts,
+manifests, status), the symbols' life (joining, leaving, moved aside) to the
+:class:`~.roster.SymbolRoster`. It holds those collaborators; they share only
+:class:`~.stats.DispatcherStats` and the callbacks it hands them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from bmac_trio.errors import StorageError
+from bmac_trio.recorder.book import Book, BookError
+from bmac_trio.recorder.events import (
+    Fetch,
+    FetchDone,
+    FetchFailed,
+    FundingRates,
+    Inbox,
+    Klines,
+    PeriodDeadline,
+    PeriodStart,
+    SetSymbols,
+    SymbolsChanged,
+)
+from bmac_trio.recorder.history_progress import HistoryProgress
+from bmac_trio.recorder.period_reporter import PeriodReporter
+from bmac_trio.recorder.roster import SymbolRoster
+from bmac_trio.recorder.stats import DispatcherStats
+from bmac_trio.recorder.writer import SymbolWriter
+from bmac_trio.store.layout import run_time_label
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from bmac_trio.clock import Clock
+    from bmac_trio.ops.metrics import Metrics
+    from bmac_trio.ops.status import StatusTracker
+    from bmac_trio.recorder.book import PeriodReport
+    from bmac_trio.store.candles import CandleStore, ExginfoStore
+    from bmac_trio.store.config import Config
+
+__all__ = ["Dispatcher", "DispatcherStats", "run_dispatcher"]
+
+log = logging.getLogger("bmac_trio.dispatcher")
+
+#: Real seconds the final flush may take on shutdown.
+FLUSH_GRACE_S = 10.0
+#: Exchange ms a closed stream kline may end after our clock (skew); later ones are forged.
+FUTURE_SLACK_MS = 60_000
+
+
+class Dispatcher:
+    """State and behaviour of the dispatcher task (see :func:`run_dispatcher`).
+
+    Args:
+        config: the validated config.
+        clock: exchange time.
+        store / exginfo_store: the disk.
+        fetches: where fetch commands go (the dispatcher owns and closes this end).
+        listen: where stream sets go (owned and closed too).
+        preloaded: frames already read from disk at start, by symbol.
+        alert: ``alerter.notify`` (never raises).
+        metrics / status: optional ops hooks.
+        write_threads: how many symbol files are written in parallel.
+        on_change: called (no arguments) after each period report and history step, so that
+            waiters (tests, the benchmark) can re-check state without polling.
+        recovering: the previous live phase crashed; alert ``recovered`` at the first complete
+            period.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        clock: Clock,
+        store: CandleStore,
+        exginfo_store: ExginfoStore,
+        fetches: trio.MemorySendChannel[Fetch],
+        listen: trio.MemorySendChannel[SetSymbols],
+        preloaded: dict[str, pl.DataFrame | None] | None = None,
+        alert: Callable[[str, str], None] | None = None,
+        metrics: Metrics | None = None,
+        status: StatusTracker | None = None,
+        write_threads: int = 4,
+        stats: DispatcherStats | None = None,
+        on_change: Callable[[], None] | None = None,
+        recovering: bool = False,
+    ) -> None:
+        self.config = config
+        self.interval = config.interval
+        self.clock = clock
+        self.store = store
+        self.exginfo_store = exginfo_store
+        self.fetches = fetches
+        self.listen = listen
+        self.preloaded = dict(preloaded or {})
+        self.alert = alert or (lambda kind, text: None)
+        self.metrics = metrics
+        self.status = status
+        self.stats = stats if stats is not None else DispatcherStats()
+        self.on_change = on_change or (lambda: None)
+        self.book = Book(interval=config.interval, num_candles=config.num_candles)
+        self.limiter = trio.CapacityLimiter(write_threads)
+        self.writer = SymbolWriter(
+            store=store,
+            interval=config.interval,
+            limiter=self.limiter,
+            spawn=self._spawn,
+            on_written=self._on_written,
+            on_failed=self._on_write_failed,
+            on_finished=self._on_write_finished,
+        )
+        self.reporter = PeriodReporter(
+            config=config,
+            store=store,
+            stats=self.stats,
+            limiter=self.limiter,
+            spawn=self._spawn,
+            alert=lambda kind, text: self.alert(kind, text),
+            metrics=metrics,
+            status=status,
+            on_change=lambda: self.on_change(),
+            last_updated=lambda: self.writer.last_updated,
+            recovering=recovering,
+        )
+        self.history = HistoryProgress(self.stats, lambda: self.on_change())
+        self.exginfo_lock = trio.Lock()
+        self.roster = SymbolRoster(
+            book=self.book,
+            clock=clock,
+            store=store,
+            writer=self.writer,
+            history=self.history,
+            limiter=self.limiter,
+            listen=listen,
+            preloaded=self.preloaded,
+            stats=self.stats,
+            alert=lambda kind, text: self.alert(kind, text),
+            on_change=lambda: self.on_change(),
+            spawn=self._spawn,
+            reports=self._reports,
+            send_fetches=self._send_fetches,
+            write_exginfo=self._write_exginfo,
+        )
+        self.nursery: trio.Nursery | None = None
+
+    @property
+    def writing(self) -> set[str]:
+        """Symbols whose file is being written."""
+        return self.writer.writing
+
+    @property
+    def idle(self) -> trio.Event:
+        """Set whenever no write is running."""
+        return self.writer.idle
+
+    @property
+    def frames(self) -> dict[str, pl.DataFrame]:
+        """Every recorded symbol's candles, as on disk (or about to be)."""
+        return self.writer.frames
+
+    # --- the message loop ---------------------------------------------------------------------
+
+    def handle(self, message: Inbox) -> None:
+        """Process one inbox message (never awaits: slow work is started as child tasks)."""
+        match message:
+            case Klines():
+                self._on_klines(message)
+            case FetchDone(fetch=fetch, through_open_ms=through, weight=weight):
+                if fetch.reason == "history":
+                    self.stats.history_weight += weight
+                self._forget_fetch(fetch, lambda: self.book.on_fetch_done(fetch, through))
+            case FetchFailed(fetch=fetch, error=error):
+                log.warning("fetch of %s given up: %s", fetch.symbol, error)
+                self._forget_fetch(fetch, lambda: self.book.on_fetch_failed(fetch))
+            case PeriodStart(run_time_ms=run_time):
+                self.roster.retire_due(run_time)
+                log.info(
+                    "Bmac %s %s update Runtime=%s",
+                    self.interval,
+                    self.config.trade_type_name,
+                    run_time_label(run_time, self.config.timezone),
+                )
+                self._reports(self.book.on_period_start(run_time))
+                self.reporter.save_status()
+            case PeriodDeadline(run_time_ms=run_time):
+                fetches, report = self.book.on_deadline(run_time)
+                label = run_time_label(run_time, self.config.timezone)
+                period = self.book.periods.get(run_time)
+                if period is not None and period.probes:
+                    log.warning(
+                        "No symbol ready for runtime %s (maintenance? streams down?): "
+                        "asking REST about %s first",
+                        label,
+                        [f.symbol for f in fetches],
+                    )
+                elif fetches:
+                    log.warning(
+                        "Symbols not ready for runtime %s: %s, fetching over REST",
+                        label,
+                        [f.symbol for f in fetches][:50],
+                    )
+                    if self.metrics is not None:
+                        self.metrics.late_symbols(len(fetches))
+                self._send_fetches(fetches)
+                if report is not None:
+                    self._reports([report])
+            case SymbolsChanged():
+                self.roster.on_symbols(message)
+            case FundingRates(run_time_ms=run_time, frame=rates):
+                self._spawn(self._write_funding, rates, run_time)
+            case _:
+                raise TypeError(f"unexpected inbox message {message!r}")
+
+    def _on_klines(self, message: Klines) -> None:
+        symbol = message.symbol
+        opens = [c.open_ms for c in message.candles]
+        if message.source == "ws":
+            # REST pages are cut at the clock by closed_only(); a push claiming to be closed
+            # long before its end is hostile and would stop the symbol's recording for good
+            horizon = self.clock.now_ms() + FUTURE_SLACK_MS
+            if any(self.interval.end(t) > horizon for t in opens):
+                log.warning("dropped a %s kline that closes in the future: %s", symbol, opens)
+                return
+        try:
+            merge, fetches = self.book.on_klines(
+                symbol, opens, source=message.source, received=message.received
+            )
+        except BookError as exc:
+            log.warning("dropped candles: %s", exc)
+            return
+        if fetches:
+            log.info(
+                "gap in %s: fetching %s",
+                symbol,
+                ", ".join(f"{f.first_open_ms}..{f.last_open_ms}" for f in fetches),
+            )
+        self._send_fetches(fetches)
+        if not merge:
+            return
+        self.writer.add(symbol, message.candles)
+
+    def _forget_fetch(self, fetch: Fetch, update: Callable[[], list[Fetch] | None]) -> None:
+        try:
+            released = update()
+        except BookError as exc:
+            log.debug("%s", exc)
+            released = None
+        if released:
+            log.warning(
+                "%s has the candle on REST: fetching the other %d late symbols",
+                fetch.symbol,
+                len(released),
+            )
+            self._send_fetches(released)
+        self.roster.settle(fetch.symbol)
+        if fetch.reason == "gap" and self.metrics is not None:
+            self.metrics.gap_refilled(self.interval.count(fetch.first_open_ms, fetch.last_open_ms))
+        if fetch.reason in ("history", "listing") and fetch.symbol in self.history.pending:
+            if self.writer.busy(fetch.symbol):
+                self.history.after_write.add(fetch.symbol)  # ready once it is on disk
+            else:
+                self.history.done(fetch.symbol)
+
+    def _send_fetches(self, fetches: list[Fetch]) -> None:
+        for fetch in fetches:
+            log.debug("fetch %s", fetch)
+            self.stats.fetches += 1
+            try:
+                self.fetches.send_nowait(fetch)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                log.debug("fetchers gone (shutting down): %s not sent", fetch)
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        assert self.nursery is not None
+        self.nursery.start_soon(fn, *args)
+
+    def _reports(self, reports: list[PeriodReport]) -> None:
+        self.reporter.report(reports)
+
+    def _on_written(self, symbol: str, last_open_ms: int) -> None:
+        self.stats.writes += 1
+        self._reports(self.book.on_written(symbol, last_open_ms))
+
+    def _on_write_failed(self, symbol: str, error: StorageError, retry_s: float) -> None:
+        self.stats.write_errors += 1
+        log.error(
+            "write of %s failed (previous file intact), retrying in %.1f s: %s",
+            symbol,
+            retry_s,
+            error,
+        )
+        self.alert("disk", f"write of {symbol} failed, retrying: {error}")
+        if self.status is not None:
+            self.status.error(error)
+
+    def _on_write_finished(self, symbol: str) -> None:
+        if symbol in self.history.after_write:
+            self.history.done(symbol)
+        self.roster.settle(symbol)
+
+    async def _write_exginfo(self, frame: pl.DataFrame, run_time: int) -> None:
+        async with self.exginfo_lock:
+            try:
+                await trio.to_thread.run_sync(
+                    self.exginfo_store.write_exginfo, frame, run_time, limiter=self.limiter
+                )
+            except StorageError as exc:
+                log.error("exginfo write failed: %s", exc)
+
+    async def _write_funding(self, rates: Any, run_time: int) -> None:
+        keep_after = run_time - int(self.interval.seconds * 1000) * self.config.num_candles
+        async with self.exginfo_lock:
+            try:
+                await trio.to_thread.run_sync(
+                    self.exginfo_store.append_funding,
+                    rates,
+                    run_time,
+                    keep_after,
+                    limiter=self.limiter,
+                )
+            except StorageError as exc:
+                log.error("funding write failed: %s", exc)
+
+
+async def run_dispatcher(
+    *,
+    inbox: trio.MemoryReceiveChannel[Inbox],
+    dispatcher: Dispatcher,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Own the disk: process the inbox until every producer has closed its end.
+
+    Channels:
+        receives on ``inbox`` (closes it); owns and closes ``dispatcher.fetches`` and
+        ``dispatcher.listen``, which ends the fetchers and listeners in turn.
+
+    Cancellation:
+        a write in progress always finishes (``to_thread`` is not cancellable); when the inbox
+        ends (producers stopped), dirty symbols are flushed in a bounded, shielded scope.
+    """
+    with inbox, dispatcher.fetches, dispatcher.listen:
+        async with trio.open_nursery() as nursery:
+            dispatcher.nursery = nursery
+            task_status.started()
+            async for message in inbox:
+                dispatcher.handle(message)
+            with trio.move_on_after(FLUSH_GRACE_S, shield=True):
+                await dispatcher.writer.idle.wait()
+            nursery.cancel_scope.cancel()

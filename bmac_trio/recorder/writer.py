@@ -1,0 +1,161 @@
+"""Symbol files written as soon as their candles arrive, off the event loop.
+
+Each symbol is written as soon as its closing candle arrives rather than when the whole period
+is in: that is what keeps the period lag low (BMAC read-merged-wrote each parquet synchronously
+on its event loop, about 50 symbols a second, bug 3). Writes go through
+``trio.to_thread.run_sync`` with a small :class:`trio.CapacityLimiter`: one write at a time per
+symbol, several symbols in parallel. Candles that arrive while a symbol's write runs are merged
+and written once more afterwards (coalesced). A failed write (disk full, read-only) keeps the
+candles in memory and is tried again, backing off, until the disk takes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import trio
+
+from bmac_trio.binance.protocol import Candle, candles_to_frame
+from bmac_trio.errors import StorageError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from bmac_trio.binance.intervals import Interval
+    from bmac_trio.store.candles import CandleStore
+
+__all__ = ["SymbolWriter"]
+
+log = logging.getLogger("bmac_trio.dispatcher")
+
+#: A frame is made contiguous again once it has this many chunks.
+MAX_CHUNKS = 16
+#: Real seconds before a failed write (disk full, read-only) is tried again, doubling to the max.
+WRITE_RETRY_S = 0.5
+WRITE_RETRY_MAX_S = 30.0
+
+
+class SymbolWriter:
+    """Every symbol's frame in memory, and the writes that put it on disk.
+
+    Args:
+        store: the candle files.
+        interval: the kline interval.
+        limiter: the worker threads shared by every disk access of the dispatcher.
+        spawn: starts a task in the dispatcher's nursery.
+        on_written: ``(symbol, newest open ms)`` once a write has landed.
+        on_failed: ``(symbol, error, retry seconds)`` when a write failed.
+        on_finished: ``(symbol)`` when a symbol has nothing left to write.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: CandleStore,
+        interval: Interval,
+        limiter: trio.CapacityLimiter,
+        spawn: Callable[..., None],
+        on_written: Callable[[str, int], None],
+        on_failed: Callable[[str, StorageError, float], None],
+        on_finished: Callable[[str], None],
+    ) -> None:
+        self.store = store
+        self.interval = interval
+        self.limiter = limiter
+        self._spawn = spawn
+        self._on_written = on_written
+        self._on_failed = on_failed
+        self._on_finished = on_finished
+        self.frames: dict[str, pl.DataFrame] = {}
+        #: Candles received but not merged yet (the symbol's writer merges them).
+        self.pending: dict[str, list[Candle]] = {}
+        self.locks: dict[str, trio.Lock] = {}
+        self.dirty: set[str] = set()
+        self.writing: set[str] = set()
+        #: Set whenever no write is running (the final flush waits for it).
+        self.idle = trio.Event()
+        self.idle.set()
+        #: The newest symbol written ("Last updated SYMBOL").
+        self.last_updated: str | None = None
+
+    def lock(self, symbol: str) -> trio.Lock:
+        """The lock held while ``symbol``'s file is written or moved."""
+        lock = self.locks.get(symbol)
+        if lock is None:
+            lock = self.locks[symbol] = trio.Lock()
+        return lock
+
+    def busy(self, symbol: str) -> bool:
+        """A write of ``symbol`` is running or due."""
+        return symbol in self.writing or symbol in self.dirty
+
+    def add(self, symbol: str, candles: Iterable[Candle]) -> None:
+        """Merge ``candles`` into ``symbol``'s file soon (merged in the writer's thread: polars
+        costs about a millisecond per tiny merge, too much for the event loop at a boundary)."""
+        self.pending.setdefault(symbol, []).extend(candles)
+        self.dirty.add(symbol)
+        if symbol not in self.writing:
+            self.writing.add(symbol)
+            self.idle = trio.Event()
+            self._spawn(self._write_while_dirty, symbol)
+
+    def forget(self, symbol: str) -> None:
+        """Drop ``symbol``'s frame (it is no longer recorded and nothing of it is due)."""
+        self.frames.pop(symbol, None)
+        self.pending.pop(symbol, None)
+
+    def _merge_and_write(
+        self, symbol: str, old: pl.DataFrame | None, candles: list[Candle]
+    ) -> tuple[pl.DataFrame, int, StorageError | None]:
+        """In a worker thread: merge the new candles, write the file and its ready file.
+
+        Returns the merged frame even when the write failed (kept for the next attempt).
+        """
+        frame = old
+        if candles:
+            frame = self.store.merge(old, candles_to_frame(candles, self.interval))
+            if frame.n_chunks() > MAX_CHUNKS:
+                # each appended candle adds a chunk: keep frames compact
+                frame = frame.rechunk()
+        assert frame is not None
+        last_open = int(frame["candle_begin_time"].dt.epoch("ms")[-1])
+        try:
+            self.store.write(symbol, frame, self.interval.end(last_open))
+        except StorageError as exc:
+            return frame, last_open, exc
+        return frame, last_open, None
+
+    async def _write_while_dirty(self, symbol: str) -> None:
+        retry_s = WRITE_RETRY_S
+        try:
+            async with self.lock(symbol):
+                while symbol in self.dirty:
+                    self.dirty.discard(symbol)
+                    candles = self.pending.pop(symbol, [])
+                    old = self.frames.get(symbol)
+                    if old is None and not candles:
+                        return
+                    frame, last_open, error = await trio.to_thread.run_sync(
+                        self._merge_and_write, symbol, old, candles, limiter=self.limiter
+                    )
+                    self.frames[symbol] = frame
+                    if error is not None:
+                        # the candles stay in memory and the write is tried again until the
+                        # disk takes it (the next candle would otherwise be the only retry)
+                        self._on_failed(symbol, error, retry_s)
+                        self.dirty.add(symbol)
+                        await trio.sleep(retry_s)
+                        retry_s = min(retry_s * 2, WRITE_RETRY_MAX_S)
+                        continue
+                    self.last_updated = symbol
+                    self._on_written(symbol, last_open)
+        finally:
+            self.writing.discard(symbol)
+            self._on_finished(symbol)
+            if not self.writing:
+                self.idle.set()
+
+    def __repr__(self) -> str:
+        return f"<SymbolWriter {len(self.frames)} frames, writing {sorted(self.writing)}>"

@@ -1,0 +1,423 @@
+"""WebSocket listeners: combined kline streams, kept alive, replaced new-before-old.
+
+Symbols are spread over connections ("slots") by :class:`StreamPlan`: at most the market's
+streams-per-connection cap on each, at least ``num_socket_listeners`` slots (a floor), a symbol
+placed by a stable hash (blake2b, not Python's salted ``hash``) and never moved afterwards, so
+adding or removing a symbol touches exactly one connection, which is changed with SUBSCRIBE /
+UNSUBSCRIBE rather than reconnected (BMAC reconnected whole groups at the boundary, bug 5, and
+never listened on groups empty at start, bug 6).
+
+Each slot is supervised by :func:`_run_slot`. A connection is replaced when it
+
+* drops (connection closed, handshake or socket error → :class:`WsDisconnected`), with backoff;
+* goes silent: no frame for ``probe_after_s``, then a LIST_SUBSCRIPTIONS probe unanswered for
+  ``probe_timeout_s``. Futures push only on change, so silence alone proves nothing; an
+  unanswered probe does;
+* reaches ``max_age_s`` of exchange time (Binance cuts at 24 h).
+
+A replacement is opened and subscribed first, and only then is the old connection closed, so
+the two overlap; the book drops the duplicate candles. The reader is a thin parse-then-send
+loop (no disk I/O): only closed klines (``x: true``) are forwarded; a malformed frame is counted
+and dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import trio
+import trio_websocket
+
+from bmac_trio.binance.protocol import (
+    ControlError,
+    KlineEvent,
+    control_message,
+    kline_stream_name,
+    parse_ws_message,
+    ws_path,
+)
+from bmac_trio.errors import RemoteProtocolError, WsDisconnected
+from bmac_trio.recorder.events import Inbox, Klines, SetSymbols
+
+if TYPE_CHECKING:
+    from bmac_trio.binance.intervals import Interval
+    from bmac_trio.binance.markets import Market
+    from bmac_trio.clock import Clock
+    from bmac_trio.ops.metrics import Metrics
+
+__all__ = ["ListenerStats", "StreamPlan", "WsSettings", "run_ws_listeners"]
+
+log = logging.getLogger("bmac_trio.ws")
+
+#: How Binance spells a kline that is not closed yet (compact JSON, as on the wire).
+_OPEN_KLINE = '"x":false'
+
+
+def _stable_hash(symbol: str) -> int:
+    """The same number in every process (Python's ``hash`` of a str is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(symbol.encode(), digest_size=8).digest(), "big")
+
+
+class StreamPlan:
+    """Which connection slot each symbol is streamed on (pure, deterministic, sticky)."""
+
+    def __init__(self, *, cap: int, floor: int) -> None:
+        self.cap = cap
+        self.floor = max(1, floor)
+        self.slots: list[set[str]] = []
+        self.where: dict[str, int] = {}
+
+    def update(self, symbols: Iterable[str]) -> set[int]:
+        """Make the plan hold exactly ``symbols``; returns the slots whose set changed."""
+        wanted = set(symbols)
+        changed: set[int] = set()
+        for symbol in sorted(set(self.where) - wanted):
+            slot = self.where.pop(symbol)
+            self.slots[slot].discard(symbol)
+            changed.add(slot)
+        added = sorted(wanted - set(self.where))
+        target = max(self.floor, math.ceil(len(wanted) / self.cap))
+        while len(self.slots) < target:
+            self.slots.append(set())
+        for symbol in added:
+            n = len(self.slots)
+            home = _stable_hash(symbol) % n
+            for i in range(n):
+                slot = (home + i) % n
+                if len(self.slots[slot]) < self.cap:
+                    break
+            else:
+                self.slots.append(set())
+                slot = n
+            self.slots[slot].add(symbol)
+            self.where[symbol] = slot
+            changed.add(slot)
+        return changed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WsSettings:
+    """How the listeners connect and when they replace a connection."""
+
+    market: Market
+    interval: Interval
+    ws_url: str
+    clock: Clock
+    floor: int = 8
+    #: Exchange seconds a connection may live (Binance cuts at 24 h; replace before).
+    max_age_s: float = 23.5 * 3600
+    #: Real seconds without any frame before a LIST_SUBSCRIPTIONS probe.
+    probe_after_s: float = 30.0
+    #: Real seconds a probe may stay unanswered before the connection counts as silent.
+    probe_timeout_s: float = 10.0
+    #: Real seconds a handshake may take.
+    connect_timeout_s: float = 10.0
+
+    @property
+    def tick_s(self) -> float:
+        """How often a slot checks its connection's age and silence (real seconds)."""
+        return max(0.02, min(self.probe_after_s / 3, self.clock.to_real(self.max_age_s) / 20))
+
+
+@dataclass(slots=True)
+class ListenerStats:
+    """Counters shared by every slot (read by tests, status and the benchmark)."""
+
+    connects: int = 0
+    #: Connections open right now.
+    open: int = 0
+    replaced: dict[str, int] = field(default_factory=dict)
+    bad_frames: int = 0
+    #: Closed klines forwarded, and provisional (x:false) updates dropped unparsed.
+    klines: int = 0
+    open_updates: int = 0
+    subscribe_messages: int = 0
+
+
+@dataclass(slots=True)
+class _Conn:
+    ws: trio_websocket.WebSocketConnection
+    streams: set[str]
+    opened_ms: int
+    last_frame: float
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    closed: trio.Event = field(default_factory=trio.Event)
+    probe_sent: float | None = None
+    next_id: int = 1
+
+
+@dataclass(slots=True)
+class _Slot:
+    index: int
+    desired: set[str]
+    wake: trio.Event = field(default_factory=trio.Event)
+
+    def poke(self) -> None:
+        self.wake.set()
+
+
+class _Listener:
+    def __init__(
+        self,
+        settings: WsSettings,
+        inbox: trio.MemorySendChannel[Inbox],
+        stats: ListenerStats,
+        metrics: Metrics | None,
+        on_reconnect: Callable[[str], None] | None = None,
+    ) -> None:
+        self.s = settings
+        self.inbox = inbox
+        self.stats = stats
+        self.metrics = metrics
+        self.on_reconnect = on_reconnect
+
+    def streams(self, symbols: Iterable[str]) -> set[str]:
+        return {kline_stream_name(sym, self.s.interval) for sym in symbols}
+
+    async def open(self, nursery: trio.Nursery, slot: _Slot, streams: set[str]) -> _Conn:
+        """Connect with ``streams`` in the URL; the server subscribes them at once."""
+        url = self.s.ws_url + ws_path(self.s.market, sorted(streams))
+        try:
+            with trio.fail_after(self.s.connect_timeout_s):
+                ws = await trio_websocket.connect_websocket_url(
+                    nursery,
+                    url,
+                    message_queue_size=64,
+                    max_message_size=2**22,
+                    receive_buffer_size=65_536,
+                )
+        except (OSError, trio_websocket.HandshakeError, trio.TooSlowError) as exc:
+            raise WsDisconnected(f"slot {slot.index}: connect failed: {exc!r}") from exc
+        conn = _Conn(
+            ws=ws,
+            streams=set(streams),
+            opened_ms=self.s.clock.now_ms(),
+            last_frame=trio.current_time(),
+        )
+        self.stats.connects += 1
+        self.stats.open += 1
+        if self.metrics is not None:
+            self.metrics.connections(self.stats.open)
+        nursery.start_soon(self.read, slot, conn)
+        return conn
+
+    async def read(self, slot: _Slot, conn: _Conn) -> None:
+        """Parse, then send: the whole job of a reader."""
+        try:
+            with conn.scope:
+                while True:
+                    try:
+                        data = await conn.ws.get_message()
+                    except trio_websocket.ConnectionClosed:
+                        return
+                    conn.last_frame = trio.current_time()
+                    conn.probe_sent = None
+                    if self.metrics is not None:
+                        self.metrics.message_received()
+                    if isinstance(data, str) and _OPEN_KLINE in data:
+                        # a provisional update (x:false): about 4 a second per futures
+                        # symbol, all dropped; skipping the full parse saves most of the CPU
+                        self.stats.open_updates += 1
+                        continue
+                    try:
+                        event = parse_ws_message(data, interval=self.s.interval)
+                    except RemoteProtocolError as exc:
+                        self.stats.bad_frames += 1
+                        log.debug("slot %d: dropped a malformed frame: %s", slot.index, exc)
+                        continue
+                    if isinstance(event, KlineEvent):
+                        if event.closed:
+                            self.stats.klines += 1
+                            await self.inbox.send(
+                                Klines(
+                                    symbol=event.candle.symbol,
+                                    candles=(event.candle,),
+                                    source="ws",
+                                    received=conn.last_frame,
+                                )
+                            )
+                    elif isinstance(event, ControlError):
+                        log.warning(
+                            "slot %d: control error %s %s", slot.index, event.code, event.msg
+                        )
+        finally:
+            conn.closed.set()
+            self.stats.open -= 1
+            if self.metrics is not None:
+                self.metrics.connections(self.stats.open)
+            slot.poke()
+            with trio.move_on_after(1, shield=True):
+                await conn.ws.aclose()
+                # trio-websocket 0.12 leaves the TCP stream open when the server closed
+                # first (its aclose() returns early): close it ourselves.
+                await conn.ws._stream.aclose()
+
+    async def send_control(self, conn: _Conn, method: str, params: list[str] | None) -> None:
+        try:
+            await conn.ws.send_message(control_message(method, conn.next_id, params))
+        except (trio_websocket.ConnectionClosed, OSError) as exc:
+            raise WsDisconnected(f"{method} failed: {exc!r}") from exc
+        conn.next_id += 1
+        self.stats.subscribe_messages += 1
+
+    async def resubscribe(self, conn: _Conn, add: set[str], remove: set[str]) -> None:
+        """SUBSCRIBE/UNSUBSCRIBE in chunks, within the client message-rate limit."""
+        gap_s = self.s.clock.to_real(2.0 / self.s.market.max_client_messages_per_second)
+        for method, streams in (("UNSUBSCRIBE", remove), ("SUBSCRIBE", add)):
+            ordered = sorted(streams)
+            for i in range(0, len(ordered), 100):
+                await self.send_control(conn, method, ordered[i : i + 100])
+                if method == "SUBSCRIBE":
+                    conn.streams.update(ordered[i : i + 100])
+                else:
+                    conn.streams.difference_update(ordered[i : i + 100])
+                await trio.sleep(gap_s)
+
+    def why_replace(self, conn: _Conn) -> str | None:
+        if self.s.clock.now_ms() - conn.opened_ms >= self.s.max_age_s * 1000:
+            return "age"
+        probe = conn.probe_sent
+        if probe is not None and trio.current_time() - probe > self.s.probe_timeout_s:
+            return "silent"
+        return None
+
+    def replaced(self, slot: _Slot, why: str) -> None:
+        self.stats.replaced[why] = self.stats.replaced.get(why, 0) + 1
+        if self.metrics is not None:
+            self.metrics.reconnected()
+        if self.on_reconnect is not None and why != "age":
+            # the 24 h cut is routine; drops and silences are what an operator should hear of
+            self.on_reconnect(f"WebSocket connection {slot.index} replaced ({why})")
+        log.info("slot %d: replacing connection (%s)", slot.index, why)
+
+    async def run_slot(
+        self, slot: _Slot, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Keep one connection streaming ``slot.desired`` for as long as it is cancelled."""
+        started = False
+        backoff = 0.05
+        conn: _Conn | None = None
+        async with trio.open_nursery() as nursery:
+            while True:
+                slot.wake = trio.Event()
+                streams = self.streams(slot.desired)
+                if conn is not None and conn.closed.is_set():
+                    self.replaced(slot, "dropped")
+                    conn = None
+                if not streams:
+                    if conn is not None:
+                        conn.scope.cancel()
+                        conn = None
+                    if not started:
+                        task_status.started()
+                        started = True
+                    await slot.wake.wait()
+                    continue
+                if conn is None:
+                    try:
+                        conn = await self.open(nursery, slot, streams)
+                    except WsDisconnected as exc:
+                        log.warning("%s; retrying in %.2f s", exc, backoff)
+                        if not started:
+                            # do not hold the start (and the REST backfill) hostage to the
+                            # stream: the deadlines fetch over REST until it connects
+                            task_status.started()
+                            started = True
+                        await trio.sleep(backoff)
+                        backoff = min(backoff * 2, 5.0)
+                        continue
+                    backoff = 0.05
+                    if not started:
+                        task_status.started()
+                        started = True
+                    continue
+                why = self.why_replace(conn)
+                if why is not None:
+                    try:
+                        new = await self.open(nursery, slot, streams)
+                    except WsDisconnected as exc:
+                        log.warning("%s (replacing after %s)", exc, why)
+                        await trio.sleep(backoff)
+                        backoff = min(backoff * 2, 5.0)
+                        continue
+                    self.replaced(slot, why)
+                    conn.scope.cancel()
+                    conn = new
+                    continue
+                try:
+                    add, remove = streams - conn.streams, conn.streams - streams
+                    if add or remove:
+                        await self.resubscribe(conn, add, remove)
+                        continue
+                    idle = trio.current_time() - conn.last_frame
+                    if conn.probe_sent is None and idle > self.s.probe_after_s:
+                        conn.probe_sent = trio.current_time()
+                        await self.send_control(conn, "LIST_SUBSCRIPTIONS", None)
+                except WsDisconnected as exc:
+                    log.info("slot %d: %s", slot.index, exc)
+                    conn.scope.cancel()
+                    continue
+                with trio.move_on_after(self.s.tick_s):
+                    await slot.wake.wait()
+
+
+async def run_ws_listeners(
+    *,
+    settings: WsSettings,
+    symbols: frozenset[str],
+    commands: trio.MemoryReceiveChannel[SetSymbols],
+    inbox: trio.MemorySendChannel[Inbox],
+    stats: ListenerStats | None = None,
+    metrics: Metrics | None = None,
+    on_reconnect: Callable[[str], None] | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Stream closed klines of ``symbols`` (then of each :class:`SetSymbols`) to ``inbox``.
+
+    Ready (``task_status.started()``) once every initial connection is open and subscribed,
+    so the caller can start the REST backfill knowing the stream already overlaps it (or once
+    a connection's first attempt failed: it keeps retrying, and REST covers the meantime).
+
+    Channels:
+        receives :class:`SetSymbols` on ``commands``; sends :class:`Klines` on ``inbox``, which
+        it closes on exit.
+
+    Cancellation:
+        cancels every connection (each closed with a bounded, shielded close).
+    """
+    stats = stats if stats is not None else ListenerStats()
+    plan = StreamPlan(cap=settings.market.max_streams_per_connection, floor=settings.floor)
+    plan.update(symbols)
+    with inbox, commands:
+        listener = _Listener(settings, inbox, stats, metrics, on_reconnect)
+        slots: list[_Slot] = []
+        async with trio.open_nursery() as nursery:
+            async with trio.open_nursery() as starting:
+                for index, members in enumerate(plan.slots):
+                    slot = _Slot(index=index, desired=set(members))
+                    slots.append(slot)
+                    starting.start_soon(nursery.start, listener.run_slot, slot)
+            log.info(
+                "listening on %d connections for %d symbols",
+                sum(1 for s in slots if s.desired),
+                len(symbols),
+            )
+            task_status.started()
+            async for command in commands:
+                changed = plan.update(command.symbols)
+                for index in sorted(changed):
+                    if index >= len(slots):
+                        slot = _Slot(index=index, desired=set(plan.slots[index]))
+                        slots.append(slot)
+                        await nursery.start(listener.run_slot, slot)
+                    else:
+                        slots[index].desired = set(plan.slots[index])
+                        slots[index].poke()
+                if changed:
+                    log.info("streams changed on slots %s", sorted(changed))
+            nursery.cancel_scope.cancel()
