@@ -247,7 +247,7 @@ class Dispatcher:
         self._send_fetches(fetches)
         if not merge:
             return
-        self.writer.add(symbol, message.candles)
+        self.writer.add(symbol, message.candles, received=message.received)
 
     def _forget_fetch(self, fetch: Fetch, update: Callable[[], list[Fetch] | None]) -> None:
         try:
@@ -291,7 +291,13 @@ class Dispatcher:
 
     def _on_written(self, symbol: str, last_open_ms: int) -> None:
         self.stats.writes += 1
-        self._reports(self.book.on_written(symbol, last_open_ms))
+        reports = self.book.on_written(symbol, last_open_ms)
+        for report in reports:
+            if report.is_complete and symbol in self.writer.stages:
+                self.stats.stages[report.run_time_ms] = dict(self.writer.stages[symbol])
+        if len(self.stats.stages) > 64:
+            del self.stats.stages[min(self.stats.stages)]
+        self._reports(reports)
 
     def _on_write_failed(self, symbol: str, error: StorageError, retry_s: float) -> None:
         self.stats.write_errors += 1

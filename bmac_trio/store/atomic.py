@@ -27,6 +27,7 @@ from bmac_trio.store.layout import SaveType
 
 __all__ = [
     "TEMP_SUFFIX",
+    "WriteStages",
     "cleanup_temp_files",
     "fsync_dir",
     "wall_ms",
@@ -37,6 +38,30 @@ __all__ = [
 TEMP_SUFFIX: Final = ".tmp"
 _PARQUET_COMPRESSION: Final = "snappy"  # pandas' default, as BMAC wrote
 _FEATHER_COMPRESSION: Final = "lz4"  # pandas' to_feather default, as BMAC wrote
+
+
+class WriteStages:
+    """Where one write's time went: named marks on ``time.perf_counter`` (measurement only).
+
+    Passed down optionally by the recorder so the benchmark can say which stage of the write
+    path a slow period spent its time in; ``None`` costs nothing.
+    """
+
+    __slots__ = ("marks",)
+
+    def __init__(self, start: str = "start") -> None:
+        self.marks: list[tuple[str, float]] = [(start, time.perf_counter())]
+
+    def mark(self, stage: str) -> None:
+        """The stage that ends now."""
+        self.marks.append((stage, time.perf_counter()))
+
+    def durations(self) -> dict[str, float]:
+        """Seconds per stage, in order (a stage marked twice adds up)."""
+        out: dict[str, float] = {}
+        for (_, before), (stage, after) in zip(self.marks, self.marks[1:], strict=False):
+            out[stage] = out.get(stage, 0.0) + after - before
+        return out
 
 
 def wall_ms() -> int:
@@ -53,7 +78,12 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _atomic(path: Path, write: Callable[[Path], None], durable: bool) -> None:
+def _atomic(
+    path: Path,
+    write: Callable[[Path], None],
+    durable: bool,
+    stages: WriteStages | None = None,
+) -> None:
     path = Path(path)
     try:
         fd, tmp_name = tempfile.mkstemp(
@@ -65,13 +95,19 @@ def _atomic(path: Path, write: Callable[[Path], None], durable: bool) -> None:
     try:
         os.close(fd)
         write(tmp)
+        if stages is not None:
+            stages.mark("encode")
         if durable:
             fd = os.open(tmp, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            if stages is not None:
+                stages.mark("fsync")
         os.replace(tmp, path)
+        if stages is not None:
+            stages.mark("rename")
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -84,10 +120,17 @@ def _atomic(path: Path, write: Callable[[Path], None], durable: bool) -> None:
             fsync_dir(path.parent)
         except OSError as exc:
             raise StorageError(f"cannot sync directory of {path}: {exc.strerror}") from exc
+        if stages is not None:
+            stages.mark("dir_fsync")
 
 
 def write_frame_atomic(
-    df: pl.DataFrame, path: Path, save_type: SaveType, *, durable: bool = True
+    df: pl.DataFrame,
+    path: Path,
+    save_type: SaveType,
+    *,
+    durable: bool = True,
+    stages: WriteStages | None = None,
 ) -> None:
     """Write ``df`` as parquet (``.pqt``) or feather/Arrow IPC v2 (``.fea``), atomically.
 
@@ -95,9 +138,16 @@ def write_frame_atomic(
         StorageError: the disk refused (full, read-only, permissions); the old file is intact.
     """
     if save_type == "parquet":
-        _atomic(path, lambda tmp: df.write_parquet(tmp, compression=_PARQUET_COMPRESSION), durable)
+        _atomic(
+            path,
+            lambda tmp: df.write_parquet(tmp, compression=_PARQUET_COMPRESSION),
+            durable,
+            stages,
+        )
     elif save_type == "feather":
-        _atomic(path, lambda tmp: df.write_ipc(tmp, compression=_FEATHER_COMPRESSION), durable)
+        _atomic(
+            path, lambda tmp: df.write_ipc(tmp, compression=_FEATHER_COMPRESSION), durable, stages
+        )
     else:
         raise ValueError(f"unknown save_type {save_type!r}")
 

@@ -60,6 +60,7 @@ from bmac_trio.binance.symbols import check_symbol, is_safe_symbol
 from bmac_trio.errors import StorageError
 from bmac_trio.store.atomic import (
     TEMP_SUFFIX,
+    WriteStages,
     cleanup_temp_files,
     fsync_dir,
     wall_ms,
@@ -274,8 +275,17 @@ class CandleStore:
         merged = combined.unique(subset="candle_begin_time", keep="last", maintain_order=True)
         return merged.sort("candle_begin_time").tail(self.num_candles)
 
-    def write(self, symbol: str, frame: pl.DataFrame, run_time_ms: int | None) -> bool:
+    def write(
+        self,
+        symbol: str,
+        frame: pl.DataFrame,
+        run_time_ms: int | None,
+        *,
+        stages: WriteStages | None = None,
+    ) -> bool:
         """Write the symbol's file atomically, then renew its ready file.
+
+        ``stages``, when given, is marked at each step (encode, fsync, rename, dir_fsync, ready).
 
         Returns:
             Whether a ready file for ``run_time_ms`` now exists (the frame holds the candle
@@ -288,10 +298,12 @@ class CandleStore:
         path = self.path(symbol)
         if frame.schema != CANDLE_SCHEMA:
             raise ValueError(f"{symbol}: frame schema {frame.schema} is not CANDLE_SCHEMA")
-        write_frame_atomic(frame, path, self.save_type, durable=self.durable)
+        write_frame_atomic(frame, path, self.save_type, durable=self.durable, stages=stages)
         if run_time_ms is None or not _holds_end(frame, run_time_ms):
             return False
         self._mark_ready(symbol, run_time_ms)
+        if stages is not None:
+            stages.mark("ready")
         return True
 
     def write_many(
