@@ -12,7 +12,7 @@ it prints:
 * CPU seconds (user + system, all threads) per live period, and peak RSS;
 * the stage breakdown of each period's critical path (the write that completed it): inbox
   (closing frame received → handed to the writer), queued (waiting for a worker thread),
-  merge, encode, fsync, rename, dir_fsync, ready file, loop (back on the event loop), and the
+  merge, encode, fsync, rename, ready file, loop (back on the event loop), and the
   manifest written after.
 
 ``--load`` runs the same measurement twice, idle and then on a busy desk, and prints both side
@@ -46,7 +46,7 @@ from pathlib import Path
 START_MS = 1_767_225_600_000 + 30_000  # 2026-01-01 00:00:30 UTC
 #: Stages of a period's critical path, in the order the write goes through them.
 STAGES = (
-    "inbox", "queued", "merge", "encode", "fsync", "rename", "dir_fsync", "ready", "loop",
+    "inbox", "queued", "merge", "encode", "fsync", "rename", "ready", "loop",
     "manifest",
 )  # fmt: skip
 

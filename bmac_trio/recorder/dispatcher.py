@@ -364,4 +364,8 @@ async def run_dispatcher(
                 dispatcher.handle(message)
             with trio.move_on_after(FLUSH_GRACE_S, shield=True):
                 await dispatcher.writer.idle.wait()
+                try:
+                    await trio.to_thread.run_sync(dispatcher.store.sync_directory)
+                except StorageError as exc:
+                    log.error("%s", exc)
             nursery.cancel_scope.cancel()

@@ -86,7 +86,7 @@ class SymbolWriter:
         self._handed: dict[str, tuple[float, float]] = {}
         #: Seconds per stage of each symbol's latest landed write (the benchmark's breakdown):
         #: inbox, queued (waiting for a worker thread), merge, encode, fsync, rename,
-        #: dir_fsync, ready, loop (back on the event loop).
+        #: ready, loop (back on the event loop).
         self.stages: dict[str, dict[str, float]] = {}
 
     def lock(self, symbol: str) -> trio.Lock:

@@ -83,6 +83,7 @@ def _atomic(
     write: Callable[[Path], None],
     durable: bool,
     stages: WriteStages | None = None,
+    sync_dir: bool = True,
 ) -> None:
     path = Path(path)
     try:
@@ -115,7 +116,7 @@ def _atomic(
             cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise StorageError(f"cannot write {path}: {cause}") from exc
         raise
-    if durable:
+    if durable and sync_dir:
         try:
             fsync_dir(path.parent)
         except OSError as exc:
@@ -131,8 +132,12 @@ def write_frame_atomic(
     *,
     durable: bool = True,
     stages: WriteStages | None = None,
+    sync_dir: bool = True,
 ) -> None:
     """Write ``df`` as parquet (``.pqt``) or feather/Arrow IPC v2 (``.fea``), atomically.
+
+    ``sync_dir=False`` leaves the directory's fsync to the caller, who syncs it once for a
+    batch of writes (the file itself is still fsynced before the rename).
 
     Raises:
         StorageError: the disk refused (full, read-only, permissions); the old file is intact.
@@ -143,10 +148,15 @@ def write_frame_atomic(
             lambda tmp: df.write_parquet(tmp, compression=_PARQUET_COMPRESSION),
             durable,
             stages,
+            sync_dir,
         )
     elif save_type == "feather":
         _atomic(
-            path, lambda tmp: df.write_ipc(tmp, compression=_FEATHER_COMPRESSION), durable, stages
+            path,
+            lambda tmp: df.write_ipc(tmp, compression=_FEATHER_COMPRESSION),
+            durable,
+            stages,
+            sync_dir,
         )
     else:
         raise ValueError(f"unknown save_type {save_type!r}")
