@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import unquote
 
 import orjson
 
@@ -110,7 +110,11 @@ def parse_route(market: Market, path: str, query_string: bytes) -> Route | None:
                 path = path[len(prefix) :]
                 klines = prefix == "/market"
                 break
-    query = parse_qs(query_string.decode("latin-1"), keep_blank_values=True)
+    # Not parse_qs: a "+" is literal here (``btcusdt@kline_1d@+08:00``), not a space.
+    query: dict[str, list[str]] = {}
+    for part in query_string.decode("latin-1").split("&"):
+        key, _, value = part.partition("=")
+        query.setdefault(unquote(key), []).append(unquote(value))
     unit = query.get("timeUnit", [""])[0]
     micros = market.name == "spot" and unit.upper() == "MICROSECOND"
     raw: str | None = None

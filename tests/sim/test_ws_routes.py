@@ -1,4 +1,4 @@
-"""Connections whose path names no stream (ccxt.pro's ``/ws/0``), and replies before a 1008 close."""
+"""Connections whose path names no stream (ccxt.pro's ``/ws/0``); replies before a 1008 close."""
 
 from __future__ import annotations
 
@@ -8,6 +8,12 @@ import trio
 import trio_websocket
 
 from .conftest import START_MS, WS_ROUTE, next_kline, open_ws, running, ws_json
+
+
+async def _collect(ws: trio_websocket.WebSocketConnection, into: list[object]) -> None:
+    while True:
+        into.append(await ws_json(ws))
+
 
 _BTC = {"spot": "btcusdt", "um": "btcusdt", "cm": "btcusd_perp"}
 
@@ -63,10 +69,9 @@ async def test_replies_due_before_a_1008_close_are_all_sent(
             ]
             for frame in frames:  # back to back: the last one breaks the limit
                 await ws.send_message(frame)
-            replies = []
+            replies: list[object] = []
             with pytest.raises(trio_websocket.ConnectionClosed) as info:
-                while True:
-                    replies.append(await ws_json(ws))
+                await _collect(ws, replies)
             assert info.value.reason.code == 1008
             assert info.value.reason.reason == "Too many requests"
             assert replies == [{"result": None, "id": i} for i in range(1, limit + 1)]
