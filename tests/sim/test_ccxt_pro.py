@@ -11,8 +11,8 @@ import ccxt.pro
 import pytest
 import trio
 
-from bmac_trio._clock import TrioClock
-from bmac_trio._intervals import MINUTE_MS
+from bmac_trio.binance.intervals import MINUTE_MS
+from bmac_trio.clock import TrioClock
 from bmac_trio.sim import SimConfig, open_simulator
 
 from .conftest import START_MS
