@@ -243,8 +243,8 @@ def generate_extras(
     quote = "USDT" if market == "um" else "USD"
     # Counts from which generate_symbols lists the pair's current (UM) or both (COIN-M)
     # quarterlies: the fixed lists there.
-    needed = {"um": (3, 4), "cm": (4, 6)}[market]
-    families = [("BTC", 60000.0, needed[0]), ("ETH", 3000.0, needed[1])]
+    btc_from, eth_from = {"um": (3, 4), "cm": (4, 6)}[market]
+    families = [("BTC", 60000.0, btc_from), ("ETH", 3000.0, eth_from)]
     for base, level, needed in families:
         if count < needed:
             continue
