@@ -48,6 +48,10 @@ def run(
 ) -> int:
     """Record the market configured in BASE_DIR/config.json, live, until SIGINT/SIGTERM.
 
+    config.json's trade_type is one of usdt_spot, usdc_spot, btc_spot, usdt_perp, usdc_perp,
+    btc_perp, usdt_deli, coin_perp, coin_deli (BMAC's; usdt_swap and coin_swap are v1
+    aliases) or usdt_tradifi_perp (UM TradFi perpetuals: equities, ETFs, commodities).
+
     Exit status: 0 after a stop by signal, or when another copy already records BASE_DIR
     (cron may start one every minute); 2 for a bad config (nothing is written).
 
@@ -138,6 +142,10 @@ async def _main(
 def check(base_dir: Path, /) -> int:
     """Validate BASE_DIR/config.json and the data directory; say exactly what is wrong.
 
+    config.json's trade_type is one of usdt_spot, usdc_spot, btc_spot, usdt_perp, usdc_perp,
+    btc_perp, usdt_deli, coin_perp, coin_deli (BMAC's; usdt_swap and coin_swap are v1
+    aliases) or usdt_tradifi_perp (UM TradFi perpetuals: equities, ETFs, commodities).
+
     Exit status: 0 when ``run`` would start, 2 otherwise.
 
     Parameters
@@ -167,6 +175,7 @@ def check(base_dir: Path, /) -> int:
         return 2
     print(
         f"{base}: OK — {config.trade_type_name} {config.interval}, {config.save_type}, "
-        f"{config.num_candles} candles, data in {config.candle_dir.name}/"
+        f"{config.num_candles} candles, data in {config.candle_dir.name}/; "
+        f"records {config.trade_type.describe()}"
     )
     return 0

@@ -59,7 +59,9 @@ def sim(
             (COIN-M, /dapi/v1).
         port: TCP port; 0 picks a free one (printed on the first line).
         host: Address to listen on.
-        symbols: How many symbols to generate (ignored with --exchange-info).
+        symbols: How many symbols to generate (ignored with --exchange-info); futures
+            markets add the BTC/ETH next quarters and, on um from 6 on, three TradFi
+            perpetuals (docs/simulator-fidelity.md).
         seed: Seed of the deterministic market data: same seed, same candles.
         exchange_info: Serve the symbols of this exchangeInfo JSON snapshot instead of
             generated ones.

@@ -142,7 +142,7 @@ def test_missing_and_non_json_files(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "name",
     ["usdt_spot", "usdc_spot", "btc_spot", "usdt_perp", "usdc_perp", "btc_perp", "usdt_deli",
-     "coin_perp", "coin_deli", "usdt_swap", "coin_swap"],
+     "coin_perp", "coin_deli", "usdt_swap", "coin_swap", "usdt_tradifi_perp"],
 )  # fmt: skip
 def test_all_eleven_trade_types(tmp_path: Path, name: str) -> None:
     cfg = load_config(write(tmp_path, {"interval": "1m", "trade_type": name}))
