@@ -231,9 +231,7 @@ async def run_metrics_server(
     """
     server: WSGIServer
     try:
-        server, thread = metrics.prom.start_http_server(
-            port, addr=host, registry=metrics.registry
-        )
+        server, thread = metrics.prom.start_http_server(port, addr=host, registry=metrics.registry)
     except OSError as exc:
         msg = f"metrics port {host}:{port} is in use or refused ({exc.strerror or exc})"
         raise ConfigError(msg) from exc

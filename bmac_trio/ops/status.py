@@ -30,6 +30,7 @@ __all__ = [
     "assess",
     "default_max_age",
     "format_age",
+    "not_running",
     "read_status",
     "status_path",
     "write_status",
@@ -40,11 +41,13 @@ RecorderState = Literal["starting", "history", "live", "stopped", "crashed"]
 
 
 class HealthCode(IntEnum):
-    """``bmac-trio status`` exit codes."""
+    """``bmac-trio status`` exit codes: anything but 0 is unhealthy."""
 
     OK = 0
     STALE = 1
     NO_DATA = 2
+    #: A recorder wrote the status file but no longer runs: its data only gets older.
+    NOT_RUNNING = 3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -275,6 +278,18 @@ def assess(report: StatusReport | None, *, now_ms: int, max_age: float | None = 
         reason=f"the newest complete period ended {format_age(age)} ago",
         age_seconds=age,
         max_age_seconds=limit,
+    )
+
+
+def not_running(report: StatusReport, health: Health) -> Health:
+    """The verdict for a recorder that wrote ``report`` and is gone (stopped, crashed, killed):
+    unhealthy whatever the age of its data, which :func:`assess` judged as ``health``."""
+    age = f"; {health.reason}" if health.age_seconds is not None else ""
+    return Health(
+        code=HealthCode.NOT_RUNNING,
+        reason=f"the recorder is not running (last pid {report.pid}, {report.state}){age}",
+        age_seconds=health.age_seconds,
+        max_age_seconds=health.max_age_seconds,
     )
 
 

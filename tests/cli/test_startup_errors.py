@@ -131,3 +131,9 @@ def test_hourly_out_is_a_file(tmp_path: Path) -> None:
     out_file.write_text("not a folder")
     out = run_cli("hourly", str(base), "--out", str(out_file))
     assert_one_clear_line(out, str(out_file))
+
+
+def test_hourly_periods_without_live_is_refused(tmp_path: Path) -> None:
+    """Issue 11 item 11: ``--periods 2`` without ``--live`` was silently ignored."""
+    out = run_cli("hourly", str(tmp_path), "--periods", "2")
+    assert_one_clear_line(out, "--periods", "--live")

@@ -197,7 +197,7 @@ BAD_CONFIGS = [
     (orjson.dumps({"trade_type": "usdt_perp"}), "'interval'"),
     (orjson.dumps({**BASE, "interval": "7m"}), "'interval'"),
     (orjson.dumps({**BASE, "trade_type": "usdt_future"}), "'trade_type'"),
-    (b'{"interval": "1m", "trade_type": "usdt_perp", "interval": "5m"}', "'interval' appears twice"),
+    (b'{"interval": "1m", "trade_type": "usdt_perp", "interval": "5m"}', "appears twice"),
     (orjson.dumps({**BASE, "num_candles": "9"}), "'num_candles'"),
     (orjson.dumps({**BASE, "save_type": "csv"}), "'save_type'"),
     (orjson.dumps({**BASE, "rest_url": "ftp://x"}), "'rest_url'"),
