@@ -294,9 +294,12 @@ async def _record(run: _Run, http_client: httpx.AsyncClient | None) -> None:
     exginfo_store = ExginfoStore(config.exginfo_dir, config.timezone, durable=options.durable)
 
     def prepare() -> None:
+        from bmac_trio.store.adopt import adopt_other_save_type
+
         removed = store.cleanup_temp_files() + exginfo_store.cleanup_temp_files()
         if removed:
             log.warning("removed %d temp files left by a killed writer", removed)
+        adopt_other_save_type(store)  # a changed save_type keeps the history
         store.write_meta(config.to_meta())
         exginfo_store.write_meta(config.to_meta())
 
