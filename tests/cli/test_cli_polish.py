@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import polars as pl
+import pytest
 
 from bmac_trio.binance.intervals import parse_interval
 from bmac_trio.binance.protocol import Candle, candles_to_frame
@@ -102,3 +103,23 @@ def test_check_reports_corrupt_and_stale_data_files(tmp_path: Path) -> None:
     assert "3 of 5 data files are corrupt or stale" in out.stdout
     # check only looks: the corrupt files are still where they were
     assert (config.candle_dir / "BADUSDT.pqt").read_bytes() == b"PAR1 torn"
+
+
+def test_config_warnings_let_run_start_and_check_lists_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 11 item 10: what BMAC accepted (an unknown key, spot funding) refused to start."""
+    from bmac_trio.cli.run import check, run
+    from bmac_trio.store.lock import acquire_lock
+
+    base = make_base(tmp_path, trade_type="usdt_spot", funding_rate=True, num_candle=99)
+    assert check(base) == 0
+    err = capsys.readouterr().err
+    assert "unknown key 'num_candle' ignored (did you mean 'num_candles'?)" in err
+    assert "'funding_rate' true ignored for usdt_spot" in err
+    # run goes past the config: here it meets the lock of another copy (exit 0, as for cron)
+    with acquire_lock(base):
+        assert run(base) == 0
+    err = capsys.readouterr().err
+    assert "did you mean 'num_candles'?" in err
+    assert "already being recorded" in err
