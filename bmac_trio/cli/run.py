@@ -142,10 +142,24 @@ def run(
                 return _refuse(f"cannot create {directory}: {exc.strerror or exc}")
         try:
             trio.run(_main, config, exchange_clock, clock, metrics_port, early)
-        except BmacError as exc:
-            log.error("bmac-trio run: %s", exc)
-            return 1
+        except (BmacError, ExceptionGroup) as exc:
+            error = _only_bmac_error(exc)
+            if error is None:
+                raise
+            log.error("bmac-trio run: %s", error)
+            # a ConfigError here is the metrics port taken since the preflight check
+            return 2 if isinstance(error, ConfigError) else 1
     return 0
+
+
+def _only_bmac_error(exc: BaseException) -> BmacError | None:
+    """The first of our errors when ``exc`` (a nursery's group, maybe) holds only ours."""
+    if isinstance(exc, BaseExceptionGroup):
+        rest = exc.subgroup(lambda e: not isinstance(e, BmacError | BaseExceptionGroup))
+        if rest is not None:
+            return None
+        return _only_bmac_error(exc.exceptions[0])
+    return exc if isinstance(exc, BmacError) else None
 
 
 async def _main(

@@ -137,3 +137,13 @@ def test_hourly_periods_without_live_is_refused(tmp_path: Path) -> None:
     """Issue 11 item 11: ``--periods 2`` without ``--live`` was silently ignored."""
     out = run_cli("hourly", str(tmp_path), "--periods", "2")
     assert_one_clear_line(out, "--periods", "--live")
+
+
+def test_an_error_of_ours_inside_the_nurseries_is_still_one_line() -> None:
+    """trio wraps a task's error in an ExceptionGroup: ``run`` unwraps ours, not others'."""
+    from bmac_trio.cli.run import _only_bmac_error
+    from bmac_trio.errors import ConfigError
+
+    port = ConfigError("metrics port 127.0.0.1:9 is in use")
+    assert _only_bmac_error(ExceptionGroup("a", [ExceptionGroup("b", [port])])) is port
+    assert _only_bmac_error(ExceptionGroup("a", [port, ValueError("bug")])) is None
