@@ -46,8 +46,8 @@ def metrics_port_problem(port: int, host: str = "127.0.0.1") -> str | None:
     The port is bound and released at once; a program that takes it in between is still
     reported, later, by :func:`run_metrics_server`.
     """
-    if not 0 < port < 65536:
-        return f"--metrics-port must be 1..65535, got {port}"
+    if not 0 <= port < 65536:
+        return f"--metrics-port must be 0..65535 (0: any free port, logged), got {port}"
     try:
         import prometheus_client  # noqa: F401
     except ImportError:
