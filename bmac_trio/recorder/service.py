@@ -34,7 +34,7 @@ import contextlib
 import logging
 import math
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import trio
 
+from bmac_trio.errors import StorageError
 from bmac_trio.ops.alerts import NullAlerter
 from bmac_trio.recorder.alarm import run_alarm, run_refresher, selection_message
 from bmac_trio.recorder.dispatcher import Dispatcher, DispatcherStats, run_dispatcher
@@ -218,6 +219,8 @@ async def run_recorder(
         if options.handle_signals:
             # first of all: a SIGTERM from here on is a graceful stop, never a kill
             await watcher.start(_watch_signals, stopper, options.early_signals)
+        if status is not None:
+            watcher.start_soon(status.run_saver)
         run = _Run(
             config=config,
             clock=clock,
@@ -229,9 +232,31 @@ async def run_recorder(
             stopper=stopper,
             ready=ready,
         )
-        await _record(run, http_client)
+        with _errors_to(status):
+            await _record(run, http_client)
         watcher.cancel_scope.cancel()
+    if status is not None:  # stopped on purpose: `status` must not show it as running
+        status.update(state="stopped")
+        with contextlib.suppress(StorageError):
+            await status.save()
     log.info("bmac-trio stopped")
+
+
+@contextlib.contextmanager
+def _errors_to(status: StatusTracker | None) -> Iterator[None]:
+    """While the recorder runs, its logged errors reach ``status`` (its saver writes them)."""
+    if status is None:
+        yield
+        return
+    from bmac_trio.ops.status import StatusErrorLog
+
+    handler = StatusErrorLog(status)
+    logger = logging.getLogger("bmac_trio")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -269,9 +294,12 @@ async def _record(run: _Run, http_client: httpx.AsyncClient | None) -> None:
     exginfo_store = ExginfoStore(config.exginfo_dir, config.timezone, durable=options.durable)
 
     def prepare() -> None:
+        from bmac_trio.store.adopt import adopt_other_save_type
+
         removed = store.cleanup_temp_files() + exginfo_store.cleanup_temp_files()
         if removed:
             log.warning("removed %d temp files left by a killed writer", removed)
+        adopt_other_save_type(store)  # a changed save_type keeps the history
         store.write_meta(config.to_meta())
         exginfo_store.write_meta(config.to_meta())
 

@@ -1,7 +1,9 @@
 """Atomic file writes: a reader sees the old file or the new one, never a torn one.
 
 The data goes to a temp file in the same directory (``.<name>.<random>.tmp``, invisible to
-``*.pqt`` globs), is flushed and fsynced, then renamed over the old file with ``os.replace``,
+``*.pqt`` globs), created with mode 0666 so that the kernel applies the process umask (0644
+under 022, as BMAC's plain writes; ``tempfile.mkstemp`` would force 0600 and lock the readers'
+user out), is flushed and fsynced, then renamed over the old file with ``os.replace``,
 and the directory is fsynced. A failure of any step raises :class:`StorageError` naming the
 path and the cause, removes the temp file and leaves the previous file as it was. A process
 killed half-way leaves at most a temp file, which :func:`cleanup_temp_files` removes at start.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +39,8 @@ __all__ = [
 TEMP_SUFFIX: Final = ".tmp"
 _PARQUET_COMPRESSION: Final = "snappy"  # pandas' default, as BMAC wrote
 _FEATHER_COMPRESSION: Final = "lz4"  # pandas' to_feather default, as BMAC wrote
+#: Asked of the kernel, which removes the umask's bits (what ``open(path, "w")`` does).
+_FILE_MODE: Final = 0o666
 
 
 def wall_ms() -> int:
@@ -53,15 +57,24 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new, empty temp file beside ``path``; its mode is 0666 minus the umask."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        try:
+            return os.open(tmp, flags, _FILE_MODE), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temp file name beside {path}")
+
+
 def _atomic(path: Path, write: Callable[[Path], None], durable: bool) -> None:
     path = Path(path)
     try:
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent
-        )
+        fd, tmp = _create_temp(path)
     except OSError as exc:
         raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    tmp = Path(tmp_name)
     try:
         os.close(fd)
         write(tmp)

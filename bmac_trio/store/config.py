@@ -4,10 +4,12 @@ Everything is validated before anything is written: a bad file raises :class:`Co
 one message naming the key, the bad value and what is allowed (BMAC accepted anything and failed
 later, e.g. ``1d`` crashed at the first period). Decisions that differ from BMAC:
 
-* unknown keys are refused (BMAC ignored them silently, so a typo such as ``num_candle`` went
-  unnoticed); ``bool`` is not accepted where an ``int`` is expected;
-* ``funding_rate: true`` on a spot trade type is a config error (BMAC forced it to false with a
-  warning), because spot has no funding rate and silently ignoring it hides a mistake;
+* a config BMAC accepted still starts, but nothing is ignored silently: an unknown key (BMAC
+  ignored it, so a typo such as ``num_candle`` went unnoticed) and ``funding_rate: true`` on a
+  spot trade type (BMAC forced it to false) are kept in :attr:`Config.warnings`, which ``run``
+  logs and ``check`` prints, with "did you mean 'num_candles'?" for a near miss;
+* a key written twice (``"interval"`` twice: JSON parsers silently keep the last) is refused;
+  ``bool`` is not accepted where an ``int`` is expected;
 * ``keep_symbols`` must be a non-empty list of safe symbol names (an empty list would record
   nothing);
 * ``msg_sender`` accepts BMAC PR #8's ``{"type": "dingding"|"wechat_work", "<channel>": {...}}``
@@ -19,9 +21,12 @@ later, e.g. ``1d`` crashed at the first period). Decisions that differ from BMAC
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -97,6 +102,8 @@ class Config:
     rest_url: str = ""
     ws_url: str = ""
     timezone: ZoneInfo = _DEFAULT_ZONE
+    #: What was ignored (unknown keys, spot funding): ``run`` logs them, ``check`` prints them.
+    warnings: tuple[str, ...] = ()
 
     @property
     def market(self) -> Market:
@@ -148,6 +155,7 @@ def load_config(base_dir: Path) -> Config:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    json.loads(raw, object_pairs_hook=partial(_refuse_duplicates, source=str(path)))
     return parse_config(data, base_dir=Path(base_dir), source=str(path))
 
 
@@ -155,13 +163,7 @@ def parse_config(data: object, *, base_dir: Path, source: str = CONFIG_FILE) -> 
     """Validate an already decoded config object (see :func:`load_config`)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: must hold a JSON object, got {_short(data)}")
-    unknown = sorted(set(data) - KNOWN_KEYS)
-    if unknown:
-        key = unknown[0]
-        raise ConfigError(
-            f"{source}: unknown key {key!r} (value {_short(data[key])}); "
-            f"allowed keys: {', '.join(sorted(KNOWN_KEYS))}"
-        )
+    warnings = [_unknown_key_warning(source, key) for key in sorted(set(data) - KNOWN_KEYS)]
 
     def bad(key: str, allowed: str) -> ConfigError:
         return ConfigError(f"{source}: bad {key!r}: {_short(data.get(key))}; allowed: {allowed}")
@@ -189,7 +191,11 @@ def parse_config(data: object, *, base_dir: Path, source: str = CONFIG_FILE) -> 
     if not isinstance(funding_rate, bool):
         raise bad("funding_rate", "true or false")
     if funding_rate and not market.is_futures:
-        raise bad("funding_rate", f"false for {trade_type_name} (spot has no funding rate)")
+        warnings.append(
+            f"{source}: 'funding_rate' true ignored for {trade_type_name} "
+            "(spot has no funding rate; no funding file is written)"
+        )
+        funding_rate = False
 
     keep = data.get("keep_symbols")
     keep_symbols: frozenset[str] | None = None
@@ -268,7 +274,28 @@ def parse_config(data: object, *, base_dir: Path, source: str = CONFIG_FILE) -> 
         rest_url=rest_url,
         ws_url=ws_url,
         timezone=timezone,
+        warnings=tuple(warnings),
     )
+
+
+def _unknown_key_warning(source: str, key: object) -> str:
+    near = difflib.get_close_matches(str(key), sorted(KNOWN_KEYS), n=1)
+    hint = f"did you mean {near[0]!r}?" if near else f"known keys: {', '.join(sorted(KNOWN_KEYS))}"
+    return f"{source}: unknown key {key!r} ignored ({hint})"
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]], *, source: str) -> dict[str, Any]:
+    """``object_pairs_hook``: a key written twice is refused (parsers keep the last silently)."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            msg = (
+                f"{source}: key {key!r} appears twice ({_short(seen[key])} and {_short(value)}); "
+                "keep one"
+            )
+            raise ConfigError(msg)
+        seen[key] = value
+    return seen
 
 
 def _int(data: Mapping[str, Any], key: str, default: int, lo: int, hi: int, bad: Any) -> int:

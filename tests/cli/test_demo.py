@@ -60,10 +60,12 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         assert frame["candle_begin_time"].is_sorted()
         assert frame["candle_begin_time"].n_unique() == 300
 
-    # the recorder left its status behind: stopped, with the periods it completed
+    # the recorder left its status behind: stopped, with the periods it completed; a
+    # recorder that is gone is unhealthy (exit 3) however fresh its data
     status = run_cli("status", str(base), "--json", "--max-age", "1e12")
-    assert status.returncode == 0, status.stdout + status.stderr
+    assert status.returncode == 3, status.stdout + status.stderr
     data = orjson.loads(status.stdout)
+    assert (data["health"], data["running"]) == ("not_running", False)
     assert data["status"]["state"] == "stopped"
     assert data["status"]["periods_completed"] >= 2
     assert data["status"]["symbols_missing"] == []

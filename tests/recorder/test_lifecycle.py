@@ -197,10 +197,9 @@ BAD_CONFIGS = [
     (orjson.dumps({"trade_type": "usdt_perp"}), "'interval'"),
     (orjson.dumps({**BASE, "interval": "7m"}), "'interval'"),
     (orjson.dumps({**BASE, "trade_type": "usdt_future"}), "'trade_type'"),
-    (orjson.dumps({**BASE, "num_candle": 5}), "'num_candle'"),
+    (b'{"interval": "1m", "trade_type": "usdt_perp", "interval": "5m"}', "appears twice"),
     (orjson.dumps({**BASE, "num_candles": "9"}), "'num_candles'"),
     (orjson.dumps({**BASE, "save_type": "csv"}), "'save_type'"),
-    (orjson.dumps({**BASE, "trade_type": "usdt_spot", "funding_rate": True}), "'funding_rate'"),
     (orjson.dumps({**BASE, "rest_url": "ftp://x"}), "'rest_url'"),
 ]
 
