@@ -19,8 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
+import anyio.abc
 import polars as pl
-import trio
 
 from bmac_kit._reader import CandleFileReader, read_frame
 from bmac_kit._resample import OFFSETS, offset_dir_name, offset_of, resample_hourly
@@ -140,8 +141,8 @@ class HourlyJob:
         return True
 
 
-async def _nothing(_: frozenset[str]) -> None:
-    return None
+async def _take_all(symbols: frozenset[str]) -> frozenset[str]:
+    return symbols
 
 
 async def run_hourly_live(
@@ -150,7 +151,7 @@ async def run_hourly_live(
     clock: Clock,
     expire_sec: float = 40.0,
     periods: int | None = None,
-    task_status: trio.TaskStatus[HourlyReport] = trio.TASK_STATUS_IGNORED,
+    task_status: anyio.abc.TaskStatus[HourlyReport] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Catch up once over what is on disk, then rebuild each hour's offset as it closes.
 
@@ -159,11 +160,13 @@ async def run_hourly_live(
     offset ``R``'s UTC minute for the symbols that are ready. ``task_status.started`` gets
     the catch-up report. Stops after ``periods`` periods (None: never).
 
+    Runs under trio or asyncio (AnyIO).
+
     Cancellation:
         Safe between periods; a write in progress runs to completion in its thread (files
         are replaced atomically, so a reader never sees a partial one).
     """
-    first = await trio.to_thread.run_sync(job.run_once)
+    first = await anyio.to_thread.run_sync(job.run_once)
     LOGGER.info("hourly: caught up, %d symbols, files written %s", first.symbols, first.written)
     task_status.started(first)
     reader = job.source
@@ -180,11 +183,11 @@ async def run_hourly_live(
         outcome = await wait_for_period(
             watcher,
             deadline_ms=run_time + int(expire_sec * 1000),
-            on_ready=_nothing,
+            on_ready=_take_all,
             clock=clock,
         )
         offset = offset_of(run_time)
-        report = await trio.to_thread.run_sync(job.update, outcome.ready, [offset])
+        report = await anyio.to_thread.run_sync(job.update, outcome.ready, [offset])
         LOGGER.info(
             "hourly: %s offset %dm: %d/%d symbols, %d files written%s",
             reader.run_time_label(run_time),
