@@ -159,7 +159,11 @@ class BmacSingleSymbolCalculator:
         return self._present(frame)
 
     def _present(self, frame: pl.DataFrame) -> Any:
-        """The result in the configured output (a subclass may reshape it)."""
+        """One symbol's history in the configured output (a subclass may reshape it)."""
+        return to_bmac_pandas(frame) if self.output == "pandas" else frame
+
+    def _present_market(self, frame: pl.DataFrame) -> Any:
+        """The all-market rows in the configured output (a subclass may reshape them)."""
         return to_bmac_pandas(frame) if self.output == "pandas" else frame
 
 
@@ -283,4 +287,4 @@ class BmacAllMarketCalculator(BmacSingleSymbolCalculator):
         result = await self.calc_all(run_time)
         self.missing = result.missing
         self.errors = result.errors
-        return self._present(result.frame)
+        return self._present_market(result.frame)

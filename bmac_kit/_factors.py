@@ -3,8 +3,9 @@
 A factor config is BMAC's ``(factor_name, param)``; the module is
 ``importlib.import_module(f"{package}.{factor_name}")`` (the user's package, BMAC's default
 ``factor``), falling back to the bundled ``bmac_kit.factors.<factor_name>`` when the user's
-package has no such module; the output column is ``f"{factor_name}_{param}"``. A module with ``expr(param) -> pl.Expr`` is evaluated by polars
-(for the whole market in one query, ``.over("symbol")``); a module with only
+package has no such module; the output column is ``f"{factor_name}_{param}"``. A module with
+``expr(param) -> pl.Expr`` is evaluated by polars (for the whole market in one query,
+``.over("symbol")``); a module with only
 ``signal(df, n, factor_name)`` is a BMAC user's pandas module and is called per symbol on a pandas
 frame indexed by ``candle_end_time`` with BMAC's dtypes (nanosecond UTC times, float64),
 exactly as BMAC did (pandas is imported only then).

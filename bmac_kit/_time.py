@@ -125,7 +125,8 @@ async def sleep_until_ms(clock: Clock, t_ms: int) -> None:
     Only ``clock.now_ms()`` and ``clock.speed`` are used, never ``clock.sleep_until_ms`` (the
     recorder's clocks sleep with trio). A checkpoint even when ``t_ms`` has passed.
     """
-    while (delay_ms := t_ms - clock.now_ms()) > 0:
+    # a loop, not one sleep: a clock's reading may lag its timer by a rounding millisecond
+    while (delay_ms := t_ms - clock.now_ms()) > 0:  # noqa: ASYNC110 - a deadline, not an event
         await anyio.sleep(delay_ms / 1000 / clock.speed)
     await anyio.lowlevel.checkpoint()
 

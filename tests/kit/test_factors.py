@@ -1,4 +1,5 @@
-"""Every bundled factor (bmac_kit/factors/) against a direct, loop-by-loop computation of its docstring formula."""
+"""Every bundled factor (bmac_kit/factors/) against a direct, loop-by-loop computation of its
+docstring formula."""
 
 from __future__ import annotations
 
