@@ -116,11 +116,16 @@ def load_factors(
     return tuple(specs)
 
 
+def with_ns_times(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with its times in nanoseconds, as BMAC's pandas frames had them."""
+    times = [c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)]
+    return frame.with_columns(pl.col(times).dt.cast_time_unit("ns"))
+
+
 def bmac_pandas_frame(frame: pl.DataFrame) -> pd.DataFrame:
     """One symbol's candles as BMAC handed them to ``signal``: pandas, indexed by
     ``candle_end_time``, times ``datetime64[ns, UTC]``, the rest float64."""
-    times = [c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)]
-    frame = frame.drop("symbol", strict=False).with_columns(pl.col(times).dt.cast_time_unit("ns"))
+    frame = with_ns_times(frame.drop("symbol", strict=False))
     return frame.to_pandas().set_index("candle_end_time")
 
 

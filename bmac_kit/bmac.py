@@ -39,7 +39,7 @@ from bmac_kit._time import (
     now_time,
     sleep_until_run_time,
 )
-from bmac_trio._clock import Clock
+from bmac_trio.clock import Clock
 
 if TYPE_CHECKING:
     import pandas as pd
