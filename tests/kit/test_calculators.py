@@ -292,7 +292,9 @@ async def test_one_failing_factor_fails_one_symbol(
 
 
 @pytest.mark.parametrize("stale", ["older candle", "other format"])
-async def test_stale_data_is_never_returned(datadir, make_candles, autojump_clock, stale) -> None:
+async def test_stale_data_is_never_returned(
+    datadir, make_candles, autojump_clock, stale, caplog
+) -> None:
     """Issue 13 / issue 11: a ready file (or a later one) without run_time's candle in the file
     the reader reads (e.g. a parquet reader after the recorder switched to feather)."""
     old = make_candles(30, end_ms=T0 - 300_000, seed=1)
@@ -305,6 +307,8 @@ async def test_stale_data_is_never_returned(datadir, make_candles, autojump_cloc
         datadir.write_symbol("AUSDT", make_candles(31, end_ms=T0, seed=1))
     datadir.write_exginfo(["AUSDT"], T0)
     candles = CandleFileReader(datadir.candles, "parquet")
+    switched = "reading parquet files, but the recorder writes feather" in caplog.text
+    assert switched is (stale == "other format")
     clock = TrioClock(start_ms=T0)
     # 5 s, not 40: the stale file is read again at every poll until the deadline
     single = BmacSingleSymbolCalculator("AUSDT", candles, CFGS, bmac_expire_sec=5, clock=clock)
