@@ -166,3 +166,24 @@ def test_next_run_time_and_sleep_until_run_time(backend) -> None:
 
     woke = anyio.run(main, backend=backend)
     assert T0 <= woke < T0 + 1_000
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hourly_live_job(backend, datadir, make_candles) -> None:
+    from bmac_kit._hourly import HourlyJob, run_hourly_live
+    from bmac_kit._resample import offset_of
+
+    five = 300_000
+    run_time = T0 + five
+    for i, symbol in enumerate(["AUSDT", "BUSDT"]):
+        datadir.write_symbol(symbol, make_candles(40, end_ms=run_time, seed=i))
+    job = HourlyJob.from_base(datadir.base, datadir.base / "out", durable=False)
+
+    async def main() -> None:
+        with anyio.fail_after(30):
+            await run_hourly_live(job, clock=clock_at(run_time - 1_000), periods=1)
+
+    anyio.run(main, backend=backend)
+    offset = offset_of(run_time)
+    written = CandleFileReader(job.offset_dir(offset), "parquet").get_all_symbols()
+    assert written == ["AUSDT", "BUSDT"]
