@@ -2,7 +2,8 @@
 
 Output: ``<out>/<trade_type>_1h_resample/<k>m/<SYMBOL>.<ext>`` for k = 0, 5, ..., 55, in the
 candle schema and the source's save type, each file written atomically
-(:func:`bmac_trio.store.candles.write_frame_atomic`). New hours are merged into what is already
+(:func:`bmac_trio.store.candles.write_frame_atomic`) and indexed by ``candle_end_time`` for
+plain pandas readers, like the 5m files. New hours are merged into what is already
 there (newest copy of an hour wins), so the output keeps growing after the 5m window rolls on,
 and a gap the recorder refills later is filled here on the next rebuild of that offset.
 
@@ -29,7 +30,7 @@ from bmac_kit._waiting import PeriodWatcher, wait_for_period
 from bmac_trio.binance.intervals import parse_interval
 from bmac_trio.clock import Clock
 from bmac_trio.errors import ConfigError
-from bmac_trio.store.candles import write_frame_atomic
+from bmac_trio.store.candles import PANDAS_INDEX, write_frame_atomic
 from bmac_trio.store.layout import META_FILE, data_file
 
 __all__ = ["HourlyJob", "HourlyReport", "find_source", "run_hourly_live"]
@@ -137,7 +138,9 @@ class HourlyJob:
             )
             if merged.equals(old):
                 return False
-        write_frame_atomic(merged, path, self.source.save_type, durable=self.durable)
+        write_frame_atomic(
+            merged, path, self.source.save_type, durable=self.durable, pandas_index=PANDAS_INDEX
+        )
         return True
 
 

@@ -84,6 +84,7 @@ from bmac_trio.store.layout import (
 __all__ = [
     "EXGINFO_FILE",
     "FUNDING_FILE",
+    "PANDAS_INDEX",
     "TEMP_SUFFIX",
     "CandleStore",
     "ExginfoStore",

@@ -187,3 +187,8 @@ def test_hourly_live_job(backend, datadir, make_candles) -> None:
     offset = offset_of(run_time)
     written = CandleFileReader(job.offset_dir(offset), "parquet").get_all_symbols()
     assert written == ["AUSDT", "BUSDT"]
+    import pandas as pd
+
+    hourly = pd.read_parquet(job.offset_dir(offset) / "AUSDT.pqt")
+    assert hourly.index.name == "candle_end_time"
+    assert hourly.index[-1].value // 1_000_000 == run_time
