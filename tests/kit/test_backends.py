@@ -169,26 +169,30 @@ def test_next_run_time_and_sleep_until_run_time(backend) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_hourly_live_job(backend, datadir, make_candles) -> None:
+def test_hourly_live_job(backend, datadir, make_candles, caplog) -> None:
     from bmac_kit._hourly import HourlyJob, run_hourly_live
-    from bmac_kit._resample import offset_of
 
     five = 300_000
-    run_time = T0 + five
+    # data for two periods: whichever the live loop picks after its catch-up (which takes
+    # real time) is ready at once; 1000x, so waiting for the next boundary takes < 0.3 s
+    last = T0 + 2 * five
     for i, symbol in enumerate(["AUSDT", "BUSDT"]):
-        datadir.write_symbol(symbol, make_candles(40, end_ms=run_time, seed=i))
+        datadir.write_symbol(symbol, make_candles(40, end_ms=last, seed=i))
     job = HourlyJob.from_base(datadir.base, datadir.base / "out", durable=False)
 
     async def main() -> None:
         with anyio.fail_after(30):
-            await run_hourly_live(job, clock=clock_at(run_time - 1_000), periods=1)
+            clock = ScaledWallClock(T0 + five - 1_000, 1000.0, time.time())
+            await run_hourly_live(job, clock=clock, periods=1)
 
+    caplog.set_level("INFO", logger="bmac_kit.hourly")
     anyio.run(main, backend=backend)
-    offset = offset_of(run_time)
-    written = CandleFileReader(job.offset_dir(offset), "parquet").get_all_symbols()
-    assert written == ["AUSDT", "BUSDT"]
+    live = [r.getMessage() for r in caplog.records if "offset" in r.getMessage()]
+    assert len(live) == 1
+    assert ": 2/2 symbols" in live[0]
+    assert "missing" not in live[0]
     import pandas as pd
 
-    hourly = pd.read_parquet(job.offset_dir(offset) / "AUSDT.pqt")
+    hourly = pd.read_parquet(job.offset_dir(last // 60_000 % 60) / "AUSDT.pqt")
     assert hourly.index.name == "candle_end_time"
-    assert hourly.index[-1].value // 1_000_000 == run_time
+    assert hourly.index[-1].value // 1_000_000 == last

@@ -26,10 +26,10 @@ import pandas as pd
 import pytest
 import trio
 
-from bmac_trio._app import RecorderOptions, run_recorder
-from bmac_trio._clock import ScaledWallClock
-from bmac_trio._config import load_config
+from bmac_trio.clock import ScaledWallClock
+from bmac_trio.recorder.service import RecorderOptions, run_recorder
 from bmac_trio.sim import SimConfig, open_simulator
+from bmac_trio.store.config import load_config
 
 KIT_TESTS = Path(__file__).parent
 START_MS = 1_767_225_600_000 + 40_000  # 2026-01-01 00:00:40 UTC
@@ -94,7 +94,7 @@ TRIO_SCRIPT = OUR_SCRIPT.replace("import asyncio\n", "import trio\n").replace(
 RUNNER = """\
 import runpy, sys
 from bmac_kit import set_default_clock
-from bmac_trio._clock import parse_clock_spec
+from bmac_trio.clock import parse_clock_spec
 set_default_clock(parse_clock_spec(sys.argv[1]))
 sys.argv = sys.argv[2:]
 runpy.run_path(sys.argv[0], run_name="__main__")
