@@ -104,13 +104,15 @@ async def wait_for_period(
 
     Returns:
         The ready symbols, and those still missing when the deadline passed or the manifest
-        went final (never silently dropped).
+        went final (never silently dropped). A symbol ``on_ready`` refused (stale data) keeps
+        the wait going until the deadline even after the manifest went final.
 
     Cancellation:
         Safe at any point; nothing is written.
     """
     await sleep_until_ms(clock, watcher.run_time_ms)
     done: set[str] = set()
+    stale: set[str] = set()  # announced ready, but their data lacks the period's candle
     delay = MIN_POLL_S
     while True:
         started = clock.now_ms()
@@ -119,6 +121,7 @@ async def wait_for_period(
         new = ready - done
         if new:
             taken = await on_ready(frozenset(new)) & new
+            stale = (stale | new) - taken
             if taken:
                 done |= taken
                 delay = MIN_POLL_S
@@ -129,7 +132,9 @@ async def wait_for_period(
             LOGGER.warning("period %s: symbol list unknown at the deadline", watcher.run_time_ms)
         if universe is not None:
             pending = universe - done
-            if not pending or poll.final or now >= deadline_ms:
+            # a final manifest ends the wait, except for files that contradict it (stale)
+            final = poll.final and not pending & stale
+            if not pending or final or now >= deadline_ms:
                 return PeriodOutcome(
                     ready=frozenset(done & universe),
                     missing=tuple(sorted(pending)),

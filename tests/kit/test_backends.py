@@ -72,7 +72,9 @@ def test_single_symbol_calculators(backend, datadir, make_candles) -> None:
     async def main() -> None:
         reader = ObservedReader(datadir.candles, after=2)
         clock = clock_at(T0 - 1_000)
-        calc = BmacSingleSymbolCalculator("BTCUSDT", reader, CFGS, clock=clock)
+        # a long deadline (8 real seconds): the late symbol lands long before it, however busy
+        # the machine; it returns as soon as the symbol is in
+        calc = BmacSingleSymbolCalculator("BTCUSDT", reader, CFGS, 400, clock=clock)
         async with anyio.create_task_group() as tg:
 
             async def write_late() -> None:
@@ -123,7 +125,8 @@ def test_all_market_calculators(backend, datadir, make_candles, bmac_style_packa
         reader = ObservedReader(datadir.candles, after=2)
         exginfo = CandleFileReader(datadir.exginfo)
         clock = clock_at(T0 - 1_000)
-        calc = BmacAllMarketCalculator(exginfo, reader, cfgs, bmac_style_package, clock=clock)
+        # 100 s (2 real seconds): room for the late symbol on a busy machine; GONEUSDT waits
+        calc = BmacAllMarketCalculator(exginfo, reader, cfgs, bmac_style_package, 100, clock=clock)
         async with anyio.create_task_group() as tg:
 
             async def write_late() -> None:
@@ -135,7 +138,7 @@ def test_all_market_calculators(backend, datadir, make_candles, bmac_style_packa
         assert result.get_column("symbol").to_list() == ["AUSDT", "BUSDT", "LATEUSDT"]
         assert calc.missing == ("GONEUSDT", "PENNYUSDT")
         assert isinstance(calc.errors["PENNYUSDT"], FactorError)
-        assert clock.now_ms() >= T0 + 40_000  # waited for GONEUSDT until the deadline
+        assert clock.now_ms() >= T0 + 100_000  # waited for GONEUSDT until the deadline
         specs = load_factors(cfgs, bmac_style_package)
         for row in result.iter_rows(named=True):
             want = apply_single(frames[row.pop("symbol")], specs).row(-1, named=True)
@@ -173,11 +176,11 @@ def test_hourly_live_job(backend, datadir, make_candles, caplog) -> None:
     from bmac_kit._hourly import HourlyJob, run_hourly_live
 
     five = 300_000
-    # data for two periods: whichever the live loop picks after its catch-up (which takes
-    # real time) is ready at once; 1000x, so waiting for the next boundary takes < 0.3 s
-    last = T0 + 2 * five
+    # data for 20 periods ahead: whichever the live loop picks after its catch-up (which
+    # takes real time) is ready at once; 1000x, so waiting for a boundary takes < 0.3 s
+    last = T0 + 20 * five
     for i, symbol in enumerate(["AUSDT", "BUSDT"]):
-        datadir.write_symbol(symbol, make_candles(40, end_ms=last, seed=i))
+        datadir.write_symbol(symbol, make_candles(60, end_ms=last, seed=i))
     job = HourlyJob.from_base(datadir.base, datadir.base / "out", durable=False)
 
     async def main() -> None:

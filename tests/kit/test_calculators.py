@@ -306,6 +306,7 @@ async def test_stale_data_is_never_returned(
         datadir.write_meta()
         datadir.write_symbol("AUSDT", make_candles(31, end_ms=T0, seed=1))
     datadir.write_exginfo(["AUSDT"], T0)
+    datadir.write_manifest(T0, complete=["AUSDT"], final=True)  # the recorder is done with it
     candles = CandleFileReader(datadir.candles, "parquet")
     switched = "reading parquet files, but the recorder writes feather" in caplog.text
     assert switched is (stale == "other format")
