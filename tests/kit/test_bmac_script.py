@@ -1,7 +1,7 @@
 """A BMAC v2 strategy script, unchanged but for its import line, against a live recorder.
 
-The simulator and the real recorder run in this process on one :class:`ScaledWallClock` (30x:
-a 1m period every two real seconds) and keep a data directory live over real sockets. The
+The simulator and the real recorder run in this process on one :class:`ScaledWallClock` (15x:
+a 1m period every four real seconds) and keep a data directory live over real sockets. The
 strategy is written as BMAC users write theirs (``asyncio.run``, positional constructor
 arguments, a ``factor/`` package of pandas ``signal()`` modules beside it, ``next_run_time`` /
 ``sleep_until_run_time``) and runs as a child process for several periods; a small runner only
@@ -34,7 +34,7 @@ from bmac_trio.store.config import load_config
 KIT_TESTS = Path(__file__).parent
 START_MS = 1_767_225_600_000 + 40_000  # 2026-01-01 00:00:40 UTC
 MINUTE = 60_000
-SPEED = 30.0
+SPEED = 15.0
 PERIODS = 3
 OPTIONS = RecorderOptions(
     ws_probe_after_s=0.5, ws_probe_timeout_s=0.5, restart_backoff_s=0.2, durable=False
@@ -120,14 +120,21 @@ def test_only_the_import_line_differs() -> None:
     assert diff == ["-from bmac_kit import (", "+from bmac_kit.bmac import ("]
 
 
-def check_period(period: dict, symbols: list[str], sim) -> int:
-    """One printed period against the exchange's ground truth; its run time (ms)."""
+def check_period(period: dict, symbols: list[str], sim, log: str) -> int:
+    """One printed period against the exchange's ground truth; its run time (ms).
+
+    Every symbol is there, or was reported missing (``log``: the script's stderr): a machine
+    loaded far beyond its cores can delay the recorder past the 40 s deadline (2.7 real s).
+    """
     run_time = round(datetime.fromisoformat(period["run_time"]).timestamp() * 1000)
     name, _, index = period["index"]
-    assert (name, index) == ("symbol", symbols)
+    assert name == "symbol"
+    assert index == sorted(index)
+    for symbol in set(symbols) - set(index):
+        assert f"missing for {datetime.fromisoformat(period['run_time'])}" in log, symbol
     assert period["dtypes"]["candle_begin_time"] == "datetime64[ns, UTC]"
     assert {t for c, t in period["dtypes"].items() if c != "candle_begin_time"} == {"float64"}
-    for i, symbol in enumerate(symbols):
+    for i, symbol in enumerate(index):
         rows = [r for r in sim.ground_truth(symbol, "1m") if r[0] + MINUTE <= run_time]
         close = [float(r[4]) for r in rows]
         trades = [float(r[8]) for r in rows]
@@ -138,7 +145,8 @@ def check_period(period: dict, symbols: list[str], sim) -> int:
     assert btc_name == "candle_end_time"
     assert btc_last == str(pd.Timestamp(run_time, unit="ms", tz="UTC"))
     assert 25 <= btc_rows <= 30  # the file's newest candles may already be past run_time
-    assert btc_pct == period["PctChg_3"][symbols.index("BTCUSDT")]
+    if "BTCUSDT" in index:
+        assert btc_pct == period["PctChg_3"][index.index("BTCUSDT")]
     return run_time
 
 
@@ -197,9 +205,12 @@ async def test_bmac_script_on_asyncio_and_trio_against_a_live_recorder(tmp_path:
         lines = done.stdout.decode().splitlines()
         assert len(lines) == PERIODS, (name, done.stderr.decode())
         periods[name] = [json.loads(line) for line in lines]
-        run_times = [check_period(p, symbols, sim) for p in periods[name]]
+        log = done.stderr.decode()
+        run_times = [check_period(p, symbols, sim, log) for p in periods[name]]
+        # every symbol came through in some period: "missing" is the exception
+        assert {s for p in periods[name] for s in p["index"][2]} == set(symbols), log
         # consecutive periods, unless a period's work outlasted the next boundary on a loaded
-        # machine (2 real seconds a period): BMAC's loop then moves to the next one, as here
+        # machine (4 real seconds a period): BMAC's loop then moves to the next one, as here
         assert run_times == sorted(set(run_times)), name
         assert all(t % MINUTE == 0 for t in run_times), name
     # the two event loops computed the same numbers for the periods both saw
@@ -207,4 +218,10 @@ async def test_bmac_script_on_asyncio_and_trio_against_a_live_recorder(tmp_path:
     shared = [p for p in periods["trio"] if p["run_time"] in by_time]
     assert shared
     for p in shared:
-        assert p == by_time[p["run_time"]]
+        both = set(p["index"][2]) & set(by_time[p["run_time"]]["index"][2])
+        for key in ("close", "PctChg_3", "TrdNumMeanV1_5"):
+            mine = dict(zip(p["index"][2], p[key], strict=True))
+            theirs = dict(
+                zip(by_time[p["run_time"]]["index"][2], by_time[p["run_time"]][key], strict=True)
+            )
+            assert {s: mine[s] for s in both} == {s: theirs[s] for s in both}, key
