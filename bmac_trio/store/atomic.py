@@ -112,7 +112,10 @@ def _pandas_metadata(schema: pa.Schema, index: str) -> bytes:
     """pandas' ``pandas`` schema metadata for a frame indexed by the column ``index``.
 
     Built by hand (pandas is not a dependency of the recorder) for the types candle files hold:
-    UTC timestamps and floats.
+    timestamps and numbers.
+
+    Raises:
+        ValueError: a column of another type.
     """
     columns = []
     for field in schema:
@@ -121,9 +124,11 @@ def _pandas_metadata(schema: pa.Schema, index: str) -> bytes:
             numpy_type = f"datetime64[{kind.unit}]"
             pandas_type = "datetimetz" if kind.tz else "datetime"
             extra = {"timezone": kind.tz} if kind.tz else None
-        else:
+        elif pa.types.is_floating(kind) or pa.types.is_integer(kind):
             numpy_type = pandas_type = kind.to_pandas_dtype().__name__
             extra = None
+        else:
+            raise ValueError(f"no pandas index metadata for column {field.name} ({kind})")
         columns.append(
             {
                 "name": field.name,
