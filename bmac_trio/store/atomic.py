@@ -10,6 +10,11 @@ killed half-way leaves at most a temp file, which :func:`cleanup_temp_files` rem
 
 ``durable=False`` skips the fsyncs: still atomic for readers and against a killed process, but
 not against a power cut.
+
+``write_frame_atomic(..., pandas_index="candle_end_time")`` also stores pandas' index metadata
+(the ``pandas`` schema key pyarrow writes for ``DataFrame.to_parquet``), so a plain
+``pd.read_parquet(path)`` / ``pd.read_feather(path)`` gives a frame indexed by that column, as
+BMAC's files did; polars and pyarrow readers ignore it and still see the column.
 """
 
 from __future__ import annotations
@@ -22,7 +27,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+import orjson
 import polars as pl
+import pyarrow as pa
+import pyarrow.ipc as pa_ipc
+import pyarrow.parquet as pq
 
 from bmac_trio.errors import StorageError
 from bmac_trio.store.layout import SaveType
@@ -88,7 +97,7 @@ def _atomic(path: Path, write: Callable[[Path], None], durable: bool) -> None:
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if isinstance(exc, OSError | pl.exceptions.PolarsError):
+        if isinstance(exc, OSError | pl.exceptions.PolarsError | pa.ArrowException):
             cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise StorageError(f"cannot write {path}: {cause}") from exc
         raise
@@ -99,20 +108,84 @@ def _atomic(path: Path, write: Callable[[Path], None], durable: bool) -> None:
             raise StorageError(f"cannot sync directory of {path}: {exc.strerror}") from exc
 
 
+def _pandas_metadata(schema: pa.Schema, index: str) -> bytes:
+    """pandas' ``pandas`` schema metadata for a frame indexed by the column ``index``.
+
+    Built by hand (pandas is not a dependency of the recorder) for the types candle files hold:
+    timestamps and numbers.
+
+    Raises:
+        ValueError: a column of another type.
+    """
+    columns = []
+    for field in schema:
+        kind = field.type
+        if pa.types.is_timestamp(kind):
+            numpy_type = f"datetime64[{kind.unit}]"
+            pandas_type = "datetimetz" if kind.tz else "datetime"
+            extra = {"timezone": kind.tz} if kind.tz else None
+        elif pa.types.is_floating(kind) or pa.types.is_integer(kind):
+            numpy_type = pandas_type = kind.to_pandas_dtype().__name__
+            extra = None
+        else:
+            raise ValueError(f"no pandas index metadata for column {field.name} ({kind})")
+        columns.append(
+            {
+                "name": field.name,
+                "field_name": field.name,
+                "pandas_type": pandas_type,
+                "numpy_type": numpy_type,
+                "metadata": extra,
+            }
+        )
+    return orjson.dumps(
+        {
+            "index_columns": [index],
+            "column_indexes": [],
+            "columns": columns,
+            "creator": {"library": "bmac-trio"},
+            "pandas_version": "2.2.1",
+        }
+    )
+
+
+def _write_with_pandas_index(df: pl.DataFrame, tmp: Path, save_type: SaveType, index: str) -> None:
+    table = df.to_arrow()
+    table = table.replace_schema_metadata({"pandas": _pandas_metadata(table.schema, index)})
+    if save_type == "parquet":
+        # no dictionary pages: float candles do not repeat, and skipping them is faster
+        pq.write_table(table, tmp, compression=_PARQUET_COMPRESSION, use_dictionary=False)
+        return
+    options = pa_ipc.IpcWriteOptions(compression=_FEATHER_COMPRESSION)
+    with pa_ipc.new_file(tmp, table.schema, options=options) as writer:
+        writer.write_table(table)
+
+
 def write_frame_atomic(
-    df: pl.DataFrame, path: Path, save_type: SaveType, *, durable: bool = True
+    df: pl.DataFrame,
+    path: Path,
+    save_type: SaveType,
+    *,
+    durable: bool = True,
+    pandas_index: str | None = None,
 ) -> None:
     """Write ``df`` as parquet (``.pqt``) or feather/Arrow IPC v2 (``.fea``), atomically.
+
+    ``pandas_index`` names a column plain pandas readers should make the index (module
+    docstring).
 
     Raises:
         StorageError: the disk refused (full, read-only, permissions); the old file is intact.
     """
-    if save_type == "parquet":
-        _atomic(path, lambda tmp: df.write_parquet(tmp, compression=_PARQUET_COMPRESSION), durable)
-    elif save_type == "feather":
-        _atomic(path, lambda tmp: df.write_ipc(tmp, compression=_FEATHER_COMPRESSION), durable)
-    else:
+    if save_type not in ("parquet", "feather"):
         raise ValueError(f"unknown save_type {save_type!r}")
+    if pandas_index is not None:
+        index = pandas_index
+        _atomic(path, lambda tmp: _write_with_pandas_index(df, tmp, save_type, index), durable)
+    elif save_type == "parquet":
+        _atomic(path, lambda tmp: df.write_parquet(tmp, compression=_PARQUET_COMPRESSION), durable)
+    else:
+        _atomic(path, lambda tmp: df.write_ipc(tmp, compression=_FEATHER_COMPRESSION), durable)
 
 
 def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
