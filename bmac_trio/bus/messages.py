@@ -525,6 +525,11 @@ class Stamper:
     def candle(self, event: CandleEvent, *, now_us: int) -> BusMessage:
         return self._stamp(candle_topic(event.candle.symbol), "candle", now_us, _candle_body(event))
 
+    def candle_page(self, symbol: str, candles: pl.DataFrame, *, now_us: int) -> BusMessage:
+        """Several closed candles of one symbol at once (a REST page), kind ``candles``, Arrow,
+        on the symbol's candle topic."""
+        return self._stamp(candle_topic(symbol), "candles", now_us, frame_to_ipc(candles))
+
     def period(self, event: PeriodEvent, *, now_us: int) -> BusMessage:
         body = frame_to_ipc(event.candles)
         return self._stamp(TOPIC_PERIOD, "period", now_us, body, _period_meta(event))
