@@ -78,6 +78,7 @@ class BusPublisher:
         endpoints: where to bind (``ipc://`` / ``tcp://``); a request socket binds beside each.
         market / interval: what the recorder records (in heartbeats and periods).
         hwm: messages queued per subscriber before it is dropped from.
+        sndbuf: the kernel's send buffer per subscriber in bytes (0: the OS default).
         on_drop: called with the number of messages dropped so far (metrics).
     """
 
@@ -88,6 +89,7 @@ class BusPublisher:
         market: str,
         interval: Interval,
         hwm: int = DEFAULT_HWM,
+        sndbuf: int = 0,
         on_drop: Callable[[int], None] | None = None,
         on_sent: Callable[[int], None] | None = None,
     ) -> None:
@@ -95,6 +97,7 @@ class BusPublisher:
         self.market = market
         self.interval = interval
         self.hwm = hwm
+        self.sndbuf = sndbuf
         self.stamper = Stamper()
         self.stats = BusStats()
         self._on_drop = on_drop or (lambda n: None)
@@ -128,6 +131,8 @@ class BusPublisher:
                 pub.setsockopt(zmq.LINGER, 0)
                 pub.setsockopt(zmq.SNDHWM, self.hwm)
                 pub.setsockopt(zmq.XPUB_NODROP, 1)
+                if self.sndbuf:
+                    pub.setsockopt(zmq.SNDBUF, self.sndbuf)
                 self._pub.append(pub)
                 pub.bind(endpoint)
                 req = self._context.socket(zmq.ROUTER)

@@ -87,6 +87,8 @@ class RecorderOptions:
     durable: bool = True
     #: Messages queued per bus subscriber before it counts as slow and is dropped from.
     bus_hwm: int = DEFAULT_HWM
+    #: Kernel send buffer per bus subscriber in bytes (0: the OS default; tests shrink it).
+    bus_sndbuf: int = 0
 
 
 @dataclass(slots=True)
@@ -318,6 +320,7 @@ async def _record(run: _Run, http_client: httpx.AsyncClient | None) -> None:
             market=config.market.name,
             interval=config.interval,
             hwm=options.bus_hwm,
+            sndbuf=options.bus_sndbuf,
             on_drop=None if metrics is None else metrics.bus_dropped,
             on_sent=None if metrics is None else metrics.bus_sent,
         )
