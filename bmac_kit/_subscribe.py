@@ -51,7 +51,7 @@ from bmac_trio.bus.messages import (
     encode_request,
 )
 from bmac_trio.bus.zmq_async import recv_multipart
-from bmac_trio.errors import BusProtocolError, ConfigError
+from bmac_trio.errors import BmacError, BusProtocolError, ConfigError
 from bmac_trio.store.config import load_config
 
 try:  # the columnar window of issue 15, once merged
@@ -70,6 +70,8 @@ FIRST_MESSAGE_WAIT_S = 1.5
 REQUEST_TIMEOUT_S = 30.0
 #: Messages queued in this process before libzmq drops (counted by the publisher).
 DEFAULT_RCVHWM = 100_000
+#: Real seconds before a failed heal is tried again.
+HEAL_RETRY_S = 0.5
 #: Periods kept for a consumer that does not keep up (the oldest are dropped).
 MAX_QUEUED_PERIODS = 1000
 
@@ -91,6 +93,8 @@ class Period:
     complete: bool
     lag_ms: float | None = None
     healed: bool = False
+    #: When the recorder received the period's last closing candle (Unix µs), for latency.
+    last_received_us: int | None = None
 
 
 @dataclass(slots=True)
@@ -265,6 +269,7 @@ class Market:
                 missing=event.missing,
                 complete=event.complete,
                 lag_ms=event.lag_ms,
+                last_received_us=event.last_received_us,
             )
         )
         self._period_added.set()
@@ -313,7 +318,14 @@ class Market:
             await self._heal_wanted.wait()
             self._heal_wanted = anyio.Event()
             again = self._heal_again
-            await self._heal()
+            try:
+                await self._heal()
+            except (OSError, BmacError, pl.exceptions.PolarsError, zmq.ZMQError) as exc:
+                # a file moved aside mid-read, the publisher restarting: try again shortly
+                LOGGER.warning("heal failed (%s); trying again", exc)
+                await anyio.sleep(HEAL_RETRY_S)
+                self._want_heal("retry", again=again)
+                continue
             self.stats.heals += 1
             if again:
                 self._reheal_at_period = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +31,16 @@ def dump(window: object, out: Path) -> int:
     frame.write_parquet(tmp)
     os.replace(tmp, out / "window.parquet")
     return frame.height
+
+
+def exit_with_parent() -> None:
+    """The test holds our stdin: when it dies (or closes it) we exit too."""
+
+    def watch() -> None:
+        sys.stdin.buffer.read()
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -54,7 +65,7 @@ async def main(args: argparse.Namespace) -> None:
             }
             print(orjson.dumps(line).decode(), flush=True)
             if slow:
-                time.sleep(slow)  # blocks the loop: nothing is read meanwhile
+                time.sleep(slow)  # noqa: ASYNC251 - blocks the loop: nothing is read meanwhile
                 slow = 0
 
 
@@ -66,6 +77,7 @@ if __name__ == "__main__":
     parser.add_argument("--rcvhwm", type=int, default=100_000)
     parser.add_argument("--backend", default="trio", choices=("trio", "asyncio"))
     ns = parser.parse_args()
+    exit_with_parent()
     if ns.backend == "trio":
         import trio
 

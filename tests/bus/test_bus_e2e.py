@@ -8,6 +8,7 @@ restarted (a new publisher epoch).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 
 import orjson
 import polars as pl
+import pytest
 import trio
 
 from bmac_trio.clock import ScaledWallClock
@@ -34,6 +36,21 @@ UM = {"interval": "1m", "trade_type": "usdt_perp", "num_candles": 60}
 MINUTE = 60_000
 
 
+#: Every child started by a test, killed when the test ends however it ends.
+RUNNING: list[trio.Process] = []
+
+
+@pytest.fixture(autouse=True)
+async def _kill_children():
+    yield
+    with trio.CancelScope(shield=True), trio.move_on_after(10):
+        while RUNNING:
+            process = RUNNING.pop()
+            if process.returncode is None:
+                process.kill()
+            await process.aclose()
+
+
 class Process:
     """A child process whose stdout (or stderr) lines arrive as they are written."""
 
@@ -45,9 +62,15 @@ class Process:
         self.changed = trio.Event()
 
     async def start(self, nursery: trio.Nursery) -> None:
-        pipe = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        pipe[self.lines_on] = subprocess.PIPE
-        self.process = await trio.lowlevel.open_process(self.cmd, **pipe)
+        pipe: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        log = getattr(self, "stderr", None)
+        with contextlib.ExitStack() as files:
+            if log is not None:
+                pipe["stderr"] = files.enter_context(log.open("wb"))
+            pipe[self.lines_on] = subprocess.PIPE
+            # stdin is a pipe the child watches: it exits when this process dies
+            self.process = await trio.lowlevel.open_process(self.cmd, stdin=subprocess.PIPE, **pipe)
+        RUNNING.append(self.process)
         nursery.start_soon(self._pump)
 
     async def _pump(self) -> None:
@@ -60,11 +83,13 @@ class Process:
             self.lines.extend(line.decode(errors="replace") for line in lines)
             self.changed.set()
             self.changed = trio.Event()
+        await self.process.wait()  # ended: wake the waiters, who check the return code
+        self.changed.set()
 
     async def wait_for(self, predicate: Callable[[list[str]], bool]) -> None:
         while not predicate(self.lines):
             assert self.process is not None
-            assert self.process.returncode is None, self.lines[-20:]
+            assert self.process.returncode is None, (self.cmd, self.lines[-20:])
             await self.changed.wait()
 
     async def kill(self, signum: int = signal.SIGKILL) -> int:
@@ -80,6 +105,7 @@ class Subscriber(Process):
         out.mkdir(parents=True, exist_ok=True)
         self.out = out
         super().__init__([sys.executable, str(SUBSCRIBER), str(source), str(out), *extra])
+        self.stderr = out / "stderr.log"  # read when the test fails
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -93,6 +119,7 @@ class Subscriber(Process):
         await self.wait_for(lambda lines: predicate(self.periods))
 
     async def wait_period(self, run_time_ms: int) -> dict[str, Any]:
+        print(f"{self.out.name}: waiting for period {run_time_ms}; last {self.periods[-1:]}")
         await self.wait_until(lambda ps: any(p["run_time_ms"] >= run_time_ms for p in ps))
         return self.periods[-1]
 
@@ -126,6 +153,7 @@ def assert_window_is_truth(sim: Any, window: pl.DataFrame, symbols: set[str], th
     return compared
 
 
+@pytest.mark.slow
 async def test_subscribers_hold_the_truth_across_ws_drop_restart_and_slowness(tmp_path: Path):
     # a tiny HWM and kernel buffer: a subscriber that stops reading for a while is dropped from
     options = dataclasses.replace(FAST_OPTIONS, bus_hwm=10, bus_sndbuf=4096)
@@ -150,7 +178,7 @@ async def test_subscribers_hold_the_truth_across_ws_drop_restart_and_slowness(tm
             await steady.wait_period(first + 2 * MINUTE)
             restarted = Subscriber(env.base, tmp_path / "restarted", "--backend", "asyncio")
             await restarted.start(nursery)
-            # the slow one stalled 4 s (4 periods at 60x): it lost messages and healed
+            # the slow one stalled 12 s (4 periods at 20x): it lost messages and healed
             await slow.wait_until(
                 lambda ps: bool(ps) and ps[-1]["lost"] > 0 and ps[-1]["heals"] >= 1
             )
@@ -171,12 +199,12 @@ async def test_subscribers_hold_the_truth_across_ws_drop_restart_and_slowness(tm
             assert runs == list(range(runs[0], runs[-1] + 1, MINUTE))
             runs = [p["run_time_ms"] for p in slow.periods]
             assert runs == list(range(runs[0], runs[-1] + 1, MINUTE))
-            assert any(p["healed"] for p in slow.periods)
             for sub in (steady, restarted, slow):
                 await sub.kill()
             nursery.cancel_scope.cancel()
 
 
+@pytest.mark.slow
 async def test_subscriber_heals_across_a_recorder_sigkill_and_restart(tmp_path: Path):
     speed = 20.0
     clock = ScaledWallClock(START_MS, speed, time.time())
