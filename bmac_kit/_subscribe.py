@@ -19,6 +19,7 @@ burst of a whole market's candles costs microseconds each.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections import deque
@@ -34,6 +35,7 @@ import anyio.to_thread
 import polars as pl
 import zmq
 
+from bmac_kit._bus_window import SimpleWindow
 from bmac_trio.binance.intervals import Interval, parse_interval
 from bmac_trio.bus.endpoints import is_endpoint, request_endpoint
 from bmac_trio.bus.messages import (
@@ -54,10 +56,17 @@ from bmac_trio.bus.zmq_async import recv_multipart
 from bmac_trio.errors import BmacError, BusProtocolError, ConfigError
 from bmac_trio.store.config import load_config
 
-try:  # the columnar window of issue 15, once merged
-    from bmac_kit.window import MarketWindow as _Window  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the merge order
-    from bmac_kit._bus_window import SimpleWindow as _Window
+
+def _window_class() -> Any:
+    """``bmac_kit.window.MarketWindow`` (issue 15, columnar) when installed, else the minimal
+    :class:`SimpleWindow` with the same contract."""
+    try:
+        return importlib.import_module("bmac_kit.window").MarketWindow
+    except (ImportError, AttributeError):
+        return SimpleWindow
+
+
+_Window = _window_class()
 
 __all__ = ["Market", "Period", "SubscriberStats", "subscribe"]
 
