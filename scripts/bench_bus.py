@@ -271,19 +271,21 @@ def main() -> None:
                 f"{args.periods} periods per phase; {os.cpu_count()} CPUs, "
                 f"load {os.getloadavg()[0]:.1f}"
             )
-            phases: dict[int, list[dict]] = {}
-            recorder.events("period", 1)  # the first live period may overlap the history
-            phases[0] = recorder.events("period", args.periods)
+            phases: dict[int, tuple[dict, list[dict]]] = {}
+            # the first live period may overlap the history; each phase's CPU counts from the
+            # period before it
+            [before] = recorder.events("period", 1)
+            phases[0] = (before, recorder.events("period", args.periods))
             measure = Child([*me, "--role", "measure", *common])
             children.append(measure)
             measure.events("ready", 1)
-            recorder.events("period", 1)
-            phases[1] = recorder.events("period", args.periods)
+            [before] = recorder.events("period", 1)
+            phases[1] = (before, recorder.events("period", args.periods))
             measured = measure.events("period", args.periods + 1)
             for _ in range(15):
                 children.append(Child([*me, "--role", "plain", *common]))
-            recorder.events("period", 1)
-            phases[16] = recorder.events("period", args.periods)
+            [before] = recorder.events("period", 1)
+            phases[16] = (before, recorder.events("period", args.periods))
             measured += measure.events("period", args.periods + 1)
         finally:
             for child in children:
@@ -308,9 +310,9 @@ def main() -> None:
             f"p50 {_pct(disks, 0.5):.2f} ms, p99 {_pct(disks, 0.99):.2f} ms; "
             f"disk/bus median ratio {statistics.median(disks) / statistics.median(periods):.1f}x"
         )
-    for subs, rows in phases.items():
+    for subs, (before, rows) in phases.items():
         lags = [r["lag_ms"] for r in rows if r["lag_ms"] is not None]
-        cpu = (rows[-1]["cpu_s"] - rows[0]["cpu_s"]) / max(1, len(rows) - 1)
+        cpu = (rows[-1]["cpu_s"] - before["cpu_s"]) / len(rows)
         print(
             f"recorder with {subs:2d} subscribers: CPU {cpu:.3f} s/period, period lag median "
             f"{statistics.median(lags):.1f} ms, p99 {_pct(lags, 0.99):.1f} ms, "

@@ -263,6 +263,7 @@ class PeriodEvent:
     ``run_time_ms - interval``) as ``symbol`` + :data:`CANDLE_SCHEMA`. ``complete`` is false
     when the period was reported at its deadline with symbols missing. ``last_received_us`` is
     when the recorder received the period's last closing candle (its wall clock, epoch µs).
+    ``on_disk`` tells the two announcements of a period apart (see the field).
     """
 
     run_time_ms: int
@@ -273,6 +274,9 @@ class PeriodEvent:
     lag_ms: float | None
     candles: pl.DataFrame
     last_received_us: int | None = None
+    #: False: announced the moment every expected symbol's candle was accepted, before the
+    #: writes landed (a second ``period`` message follows once it is complete on disk).
+    on_disk: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -395,6 +399,7 @@ def _period_meta(event: PeriodEvent) -> dict[str, Any]:
         "complete": event.complete,
         "lag_ms": event.lag_ms,
         "last_received_us": event.last_received_us,
+        "on_disk": event.on_disk,
     }
 
 
@@ -415,6 +420,7 @@ def _decode_period(meta: dict[str, Any], body: bytes) -> PeriodEvent:
         lag_ms=None if lag is None else float(lag),
         candles=ipc_to_frame(body),
         last_received_us=None if received is None else _nonneg(received, "last_received_us"),
+        on_disk=meta.get("on_disk", True) is not False,
     )
 
 

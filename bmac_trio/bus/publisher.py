@@ -109,6 +109,9 @@ class BusPublisher:
         self._recent: dict[str, dict[int, CandleEvent]] = {}
         self._symbols: tuple[str, ...] = ()
         self.last_period: PeriodEvent | None = None
+        #: Periods whose closing candles are being counted, and those announced already.
+        self._arrived: dict[int, set[str]] = {}
+        self._announced: set[int] = set()
         #: Set per live phase: the recorder's frames for the request socket.
         self.frame_source: FrameSource | None = None
 
@@ -238,6 +241,46 @@ class BusPublisher:
         self.last_period = event
         self._send(self.stamper.period(event, now_us=now))
         self._prune(open_ms)
+
+    def arrived(self, run_time_ms: int, symbol: str, expected: frozenset[str]) -> None:
+        """``symbol``'s candle of the period ending at ``run_time_ms`` was accepted: once every
+        expected symbol's is, the period is announced at once, before the writes land."""
+        if run_time_ms in self._announced:
+            return
+        got = self._arrived.setdefault(run_time_ms, set())
+        got.add(symbol)
+        if expected and expected <= got:
+            self._announce(run_time_ms, expected)
+
+    def period_started(self, run_time_ms: int, expected: frozenset[str]) -> None:
+        """The period ending at ``run_time_ms`` ended: its closing candles may have come first."""
+        open_ms = self.interval.add(run_time_ms, -1)
+        got = {s for s in expected if open_ms in self._recent.get(s, {})}
+        self._arrived.setdefault(run_time_ms, set()).update(got)
+        if expected and expected <= got and run_time_ms not in self._announced:
+            self._announce(run_time_ms, expected)
+
+    def _announce(self, run_time_ms: int, expected: frozenset[str]) -> None:
+        open_ms = self.interval.add(run_time_ms, -1)
+        events = [e for s in sorted(expected) if (e := self._recent.get(s, {}).get(open_ms))]
+        received = [e.received_us for e in events if e.received_us is not None]
+        event = PeriodEvent(
+            run_time_ms=run_time_ms,
+            interval=self.interval.name,
+            ready=tuple(sorted(expected)),
+            missing=(),
+            complete=True,
+            lag_ms=None,
+            candles=candle_events_to_frame(events),
+            last_received_us=max(received) if received else None,
+            on_disk=False,
+        )
+        self._send(self.stamper.period(event, now_us=unix_us()))
+        self._announced.add(run_time_ms)
+        for old in [t for t in self._arrived if t <= run_time_ms]:
+            del self._arrived[old]
+        if len(self._announced) > KEEP_PERIODS * 4:
+            self._announced = set(sorted(self._announced)[-KEEP_PERIODS:])
 
     def _lookup(self, symbol: str, open_ms: int) -> CandleEvent | None:
         """A ready symbol's candle that was not published (read from disk at start)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import orjson
 import polars as pl
@@ -123,6 +124,10 @@ def test_period_roundtrip_carries_the_whole_market_as_arrow():
         period.missing,
     )
     assert (decoded.complete, decoded.lag_ms, decoded.last_received_us) == (False, 1.25, 99)
+    assert decoded.on_disk  # the default: the disk report
+    early = decode_body(roundtrip(Stamper().period(replace(period, on_disk=False), now_us=7)))
+    assert isinstance(early, PeriodEvent)
+    assert not early.on_disk
 
 
 def test_arrow_body_is_plain_arrow_any_language_reads():

@@ -177,3 +177,43 @@ def test_tail_flags_gaps_and_new_epochs():
     assert [by_topic.check(m) for m in msgs if m.topic == "candle.A"] == [[], [], []]
     other = Stamper("two").candle(event("A"), now_us=0)
     assert "NEW EPOCH" in tracker.check(other)[0]
+
+
+async def test_a_period_is_announced_once_every_expected_candle_is_accepted(
+    publisher: BusPublisher, endpoint: str
+):
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"period")
+    sub.connect(endpoint)
+    try:
+        with trio.fail_after(10):
+            while not sub.poll(10):  # connected once a probe period gets through
+                publisher.period(
+                    run_time_ms=T0,
+                    ready=[],
+                    missing=[],
+                    complete=True,
+                    lag_s=None,
+                    last_received=None,
+                )
+                await trio.lowlevel.checkpoint()
+            while sub.poll(0):
+                sub.recv_multipart()
+            run_time = T0 + 2 * MINUTE
+            expected = frozenset({"AUSDT", "BUSDT"})
+            publisher.candles("AUSDT", [candle("AUSDT", T0 + MINUTE)], source="ws", received=0.0)
+            publisher.period_started(run_time, expected)  # B's candle is still due
+            assert not sub.poll(50)
+            publisher.candles("BUSDT", [candle("BUSDT", T0 + MINUTE)], source="ws", received=0.0)
+            publisher.arrived(run_time, "BUSDT", expected)
+            publisher.arrived(run_time, "BUSDT", expected)  # a duplicate announces nothing
+            event = decode_body(decode(await recv_multipart(sub)))
+            assert not sub.poll(50)
+    finally:
+        sub.close(linger=0)
+        ctx.term()
+    assert isinstance(event, PeriodEvent)
+    assert (event.run_time_ms, event.complete, event.on_disk) == (run_time, True, False)
+    assert event.ready == ("AUSDT", "BUSDT")
+    assert event.candles["symbol"].to_list() == ["AUSDT", "BUSDT"]
