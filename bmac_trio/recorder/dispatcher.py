@@ -200,8 +200,9 @@ class Dispatcher:
                 )
                 self._reports(self.book.on_period_start(run_time))
                 period = self.book.periods.get(run_time)
-                if self.bus is not None and period is not None:
-                    self.bus.period_started(run_time, period.expected)
+                started = getattr(self.bus, "period_started", None)  # optional hook
+                if started is not None and period is not None:
+                    started(run_time, period.expected)
                 self.reporter.save_status()
             case PeriodDeadline(run_time_ms=run_time):
                 fetches, report = self.book.on_deadline(run_time)
@@ -264,11 +265,12 @@ class Dispatcher:
             self.bus.candles(
                 symbol, message.candles, source=message.source, received=message.received
             )
-            for candle in message.candles:
+            arrived = getattr(self.bus, "arrived", None)  # optional hook (announce early)
+            for candle in message.candles if arrived is not None else ():
                 run_time = self.interval.add(candle.open_ms, 1)
                 period = self.book.periods.get(run_time)
                 if period is not None:
-                    self.bus.arrived(run_time, symbol, period.expected)
+                    arrived(run_time, symbol, period.expected)
         self.writer.add(symbol, message.candles)
 
     def _frames_for_bus(
