@@ -156,7 +156,8 @@ class Market:
         self._pending_frames: list[pl.DataFrame] = []
         self._replay: list[pl.DataFrame] | None = None
         self._callbacks: list[tuple[str | None, Callable[[CandleEvent], Any]]] = []
-        self._periods: deque[Period | int] = deque(maxlen=MAX_QUEUED_PERIODS)
+        #: Periods to yield; ``(run_time_ms, heal generation)`` for one lost on the wire.
+        self._periods: deque[Period | tuple[int, int]] = deque(maxlen=MAX_QUEUED_PERIODS)
         self._period_added = anyio.Event()
         self._last_period_ms: int | None = None
         self._first_message = anyio.Event()
@@ -167,6 +168,8 @@ class Market:
         self._healing = False
         self._reheal_at_period = False
         self._heal_generation = 0
+        #: The heal generation that will include everything received so far.
+        self._heal_target = 0
         self._healed = anyio.Event()
 
     # --- the public face ------------------------------------------------------------------------
@@ -193,11 +196,12 @@ class Market:
             if isinstance(item, Period):
                 yield item
                 continue
-            # a period lost on the wire: rebuild it from the window once healed
-            wanted = self._heal_generation + 1 if self._healing else self._heal_generation
+            # a period lost on the wire: rebuild it from the window once the heal that its
+            # loss asked for is done
+            run_time_ms, wanted = item
             while self._heal_generation < wanted:
                 await self._healed.wait()
-            yield self._rebuilt(item)
+            yield self._rebuilt(run_time_ms)
 
     # --- receiving ------------------------------------------------------------------------------
 
@@ -266,7 +270,7 @@ class Market:
         if last is not None:
             missed = self.interval.add(last, 1)
             while missed < event.run_time_ms:
-                self._periods.append(missed)
+                self._periods.append((missed, self._heal_target))
                 missed = self.interval.add(missed, 1)
         self._last_period_ms = event.run_time_ms
         self._periods.append(
@@ -320,6 +324,9 @@ class Market:
         LOGGER.warning("healing the window: %s", reason)
         self._heal_reason = reason
         self._heal_again = again
+        # a heal under way may have read the truth already: the next one covers this loss
+        step = 2 if self._healing else 1
+        self._heal_target = max(self._heal_target, self._heal_generation + step)
         self._heal_wanted.set()
 
     async def _healer(self) -> None:
