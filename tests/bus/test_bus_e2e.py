@@ -29,6 +29,7 @@ from bmac_trio.store.config import load_config
 from bmac_trio.store.layout import FLOAT_COLUMNS
 
 from ..recorder.conftest import FAST_OPTIONS, ROW_INDEX, START_MS, recording, write_config
+from ._procs import reap
 
 SUBSCRIBER = Path(__file__).with_name("_subscriber.py")
 CLI = [sys.executable, "-c", "from bmac_trio.cli import main; main()"]
@@ -46,9 +47,7 @@ async def _kill_children():
     with trio.CancelScope(shield=True), trio.move_on_after(10):
         while RUNNING:
             process = RUNNING.pop()
-            if process.returncode is None:
-                process.kill()
-            await process.aclose()
+            await reap(process)
 
 
 class Process:

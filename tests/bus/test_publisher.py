@@ -4,8 +4,11 @@ request socket answers; the config key; ``tail``'s gap detection."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import orjson
 import pytest
 import trio
 import trio.lowlevel
@@ -32,6 +35,8 @@ from bmac_trio.cli.tail import GapTracker
 from bmac_trio.errors import ConfigError
 from bmac_trio.store.config import parse_config
 
+from ._procs import reap
+
 T0 = 1_767_225_600_000
 MINUTE = 60_000
 IV = parse_interval("1m")
@@ -48,7 +53,7 @@ def endpoint() -> str:
 
 @pytest.fixture
 def publisher(endpoint: str):
-    pub = BusPublisher([endpoint], market="um", interval=IV, hwm=50, sndbuf=4096)
+    pub = BusPublisher([endpoint], market="um", interval=IV, hwm=200, sndbuf=4096)
     pub.open()
     yield pub
     pub.close()
@@ -217,3 +222,37 @@ async def test_a_period_is_announced_once_every_expected_candle_is_accepted(
     assert (event.run_time_ms, event.complete, event.on_disk) == (run_time, True, False)
     assert event.ready == ("AUSDT", "BUSDT")
     assert event.candles["symbol"].to_list() == ["AUSDT", "BUSDT"]
+
+
+async def test_tail_prints_live_messages_as_json(publisher: BusPublisher, endpoint: str):
+    cmd = [sys.executable, "-c", "from bmac_trio.cli import main; main()", "tail", endpoint]
+    cmd += ["--topic", "candle.BTCUSDT", "--json", "--count", "3"]
+    process = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    try:
+        with trio.fail_after(60):
+            out = b""
+            async with trio.open_nursery() as nursery:
+
+                async def read() -> None:
+                    nonlocal out
+                    async for chunk in process.stdout:
+                        out += chunk
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(read)
+                t = T0
+                while True:  # until tail has connected, read three and exited
+                    for symbol in ("ETHUSDT", "BTCUSDT"):
+                        publisher.candles(symbol, [candle(symbol, t)], source="ws", received=0.0)
+                    t += MINUTE
+                    await trio.sleep(0.05)
+        assert await process.wait() == 0
+    finally:
+        await reap(process)
+    lines = [orjson.loads(line) for line in out.splitlines()]
+    assert len(lines) == 3
+    assert {line["symbol"] for line in lines} == {"BTCUSDT"}
+    assert [line["topic_seq"] for line in lines] == list(
+        range(lines[0]["topic_seq"], lines[0]["topic_seq"] + 3)
+    )
