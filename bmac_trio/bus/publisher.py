@@ -112,6 +112,9 @@ class BusPublisher:
         #: Periods whose closing candles are being counted, and those announced already.
         self._arrived: dict[int, set[str]] = {}
         self._announced: set[int] = set()
+        #: Periods reported on the bus: whether their complete report was published.
+        self._reported: dict[int, bool] = {}
+        self._pruned_at = -1
         #: Set per live phase: the recorder's frames for the request socket.
         self.frame_source: FrameSource | None = None
 
@@ -212,7 +215,19 @@ class BusPublisher:
         lag_s: float | None,
         last_received: float | None,
     ) -> None:
-        """A period was reported (complete, or at its deadline with symbols missing)."""
+        """A period was reported (complete, or at its deadline with symbols missing).
+
+        Published at its first report and once complete; the reports in between (each late
+        symbol written) are not: their candles went out as candle messages already, and a
+        whole-market frame per late symbol would cost O(symbols²) per period.
+        """
+        published = self._reported.get(run_time_ms)
+        if published is not None and (published or not complete):
+            return
+        self._reported[run_time_ms] = complete
+        if len(self._reported) > KEEP_PERIODS * 4:
+            for old in sorted(self._reported)[: -KEEP_PERIODS * 2]:
+                del self._reported[old]
         open_ms = self.interval.add(run_time_ms, -1)
         ready = tuple(ready)
         events = []
@@ -240,7 +255,9 @@ class BusPublisher:
         )
         self.last_period = event
         self._send(self.stamper.period(event, now_us=now))
-        self._prune(open_ms)
+        if open_ms > self._pruned_at:  # once per period, not per report
+            self._pruned_at = open_ms
+            self._prune(open_ms)
 
     def arrived(self, run_time_ms: int, symbol: str, expected: frozenset[str]) -> None:
         """``symbol``'s candle of the period ending at ``run_time_ms`` was accepted: once every

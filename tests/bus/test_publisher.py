@@ -256,3 +256,16 @@ async def test_tail_prints_live_messages_as_json(publisher: BusPublisher, endpoi
     assert [line["topic_seq"] for line in lines] == list(
         range(lines[0]["topic_seq"], lines[0]["topic_seq"] + 3)
     )
+
+
+def test_a_period_goes_out_at_its_first_report_and_once_complete(publisher: BusPublisher):
+    def report(complete: bool) -> None:
+        publisher.period(
+            run_time_ms=T0, ready=["AUSDT"], missing=[] if complete else ["BUSDT"],
+            complete=complete, lag_s=None, last_received=None,
+        )  # fmt: skip
+
+    report(False)  # the deadline: published
+    report(False)  # a late symbol written, another still missing: not published
+    report(True)  # complete: published
+    assert publisher.stats.sent == 2
