@@ -33,6 +33,11 @@ from bmac_kit._calculators import (
 from bmac_kit._errors import FactorError as FactorError, PeriodNotReady as PeriodNotReady
 from bmac_kit._factors import FactorSpec as FactorSpec, to_bmac_pandas as to_bmac_pandas
 from bmac_kit._reader import CandleFileReader as CandleFileReader
+from bmac_kit._subscribe import (
+    Market as Market,
+    Period as Period,
+    subscribe as subscribe,
+)
 from bmac_kit._time import (
     convert_interval_to_timedelta as convert_interval_to_timedelta,
     get_default_clock as get_default_clock,
@@ -49,6 +54,8 @@ __all__ = [
     "CandleFileReader",
     "FactorError",
     "FactorSpec",
+    "Market",
+    "Period",
     "PeriodNotReady",
     "convert_interval_to_timedelta",
     "get_default_clock",
@@ -56,5 +63,6 @@ __all__ = [
     "now_time",
     "set_default_clock",
     "sleep_until_run_time",
+    "subscribe",
     "to_bmac_pandas",
 ]

@@ -44,6 +44,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "bmac_trio.cli.ops:demo",
         "Watch bmac-trio record a simulated exchange on a 30x clock.",
     ),
+    "tail": (
+        "bmac_trio.cli.tail:tail",
+        "Print the live bus's messages of a data directory or endpoint; flag lost ones.",
+    ),
     "sim": (
         "bmac_trio.sim._cli:sim",
         "Serve a simulated Binance market (REST and WebSocket) for tests and demos.",

@@ -97,6 +97,12 @@ class NullMetrics:
     def error(self, kind: str) -> None:
         """An unexpected error of class ``kind`` was caught (and recovered from)."""
 
+    def bus_sent(self, n: int = 1) -> None:
+        """``n`` messages were published on the live bus."""
+
+    def bus_dropped(self, n: int = 1) -> None:
+        """``n`` messages were dropped for a slow subscriber (its queue was at the HWM)."""
+
 
 class PrometheusMetrics:
     """Metrics in a private ``prometheus_client`` registry.
@@ -148,6 +154,10 @@ class PrometheusMetrics:
         )
         self._ready = gauge("symbols_ready", "Symbols complete for the latest period.")
         self._missing = gauge("symbols_missing", "Symbols missing from the latest period.")
+        self._bus_sent = counter("bus_messages_sent", "Messages published on the live bus.")
+        self._bus_dropped = counter(
+            "bus_messages_dropped", "Messages a slow bus subscriber did not get (HWM reached)."
+        )
         self._errors = prom.Counter(
             "errors",
             "Unexpected errors caught.",
@@ -193,6 +203,12 @@ class PrometheusMetrics:
 
     def error(self, kind: str) -> None:
         self._errors.labels(kind=kind).inc()
+
+    def bus_sent(self, n: int = 1) -> None:
+        self._bus_sent.inc(n)
+
+    def bus_dropped(self, n: int = 1) -> None:
+        self._bus_dropped.inc(n)
 
     def exposition(self) -> bytes:
         """The text a scrape returns (for tests and ``status``)."""

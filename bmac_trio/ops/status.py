@@ -88,6 +88,9 @@ class StatusReport:
     rest_weight_limit: int = 0
     rest_weight_spent: int = 0
     reconnects: int = 0
+    # the live bus: messages published, and dropped for slow subscribers (HWM reached)
+    bus_messages_sent: int = 0
+    bus_messages_dropped: int = 0
     last_error: str | None = None
     last_error_at_ms: int | None = None
 

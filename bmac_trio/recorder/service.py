@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import trio
 
+from bmac_trio.bus.publisher import DEFAULT_HWM, BusPublisher
 from bmac_trio.errors import StorageError
 from bmac_trio.ops.alerts import NullAlerter
 from bmac_trio.recorder.alarm import run_alarm, run_refresher, selection_message
@@ -84,6 +85,10 @@ class RecorderOptions:
     early_signals: EarlySignals | None = None
     #: fsync data files (off only in benchmarks that measure something else).
     durable: bool = True
+    #: Messages queued per bus subscriber before it counts as slow and is dropped from.
+    bus_hwm: int = DEFAULT_HWM
+    #: Kernel send buffer per bus subscriber in bytes (0: the OS default; tests shrink it).
+    bus_sndbuf: int = 0
 
 
 @dataclass(slots=True)
@@ -96,6 +101,8 @@ class RecorderHandle:
     rest: list[RestClient] = field(default_factory=list)
     restarts: int = 0
     dispatcher: Dispatcher | None = None
+    #: The live bus (None with ``"publish": false``).
+    bus: BusPublisher | None = None
     _changed: trio.Event = field(default_factory=trio.Event)
     _stop: Callable[[], None] | None = None
 
@@ -305,6 +312,20 @@ async def _record(run: _Run, http_client: httpx.AsyncClient | None) -> None:
 
     await trio.to_thread.run_sync(prepare)
     budget = WeightBudget(config.market.default_weight_limit)
+    bus = None
+    if config.publish_endpoints:
+        metrics = run.metrics
+        bus = BusPublisher(
+            config.publish_endpoints,
+            market=config.market.name,
+            interval=config.interval,
+            hwm=options.bus_hwm,
+            sndbuf=options.bus_sndbuf,
+            on_drop=None if metrics is None else metrics.bus_dropped,
+            on_sent=None if metrics is None else metrics.bus_sent,
+        )
+        bus.open()
+        handle.bus = bus
     if status is not None:
         status.watch(
             lambda: {
@@ -313,6 +334,8 @@ async def _record(run: _Run, http_client: httpx.AsyncClient | None) -> None:
                 "rest_weight_used": budget.used,
                 "rest_weight_limit": budget.limit,
                 "rest_weight_spent": handle.weight_spent,
+                "bus_messages_sent": 0 if bus is None else bus.stats.sent,
+                "bus_messages_dropped": 0 if bus is None else bus.stats.dropped,
             }
         )
     log.info(
@@ -324,12 +347,16 @@ async def _record(run: _Run, http_client: httpx.AsyncClient | None) -> None:
         None if config.keep_symbols is None else sorted(config.keep_symbols),
     )
     async with contextlib.AsyncExitStack() as stack:
+        if bus is not None:
+            stack.callback(bus.close)
         if http_client is None:
             http_client = await stack.enter_async_context(
                 httpx.AsyncClient(timeout=config.http_timeout_sec + 1.0)
             )
         async with trio.open_nursery() as root:
             await root.start(alerter.run)
+            if bus is not None:
+                await root.start(bus.run)
             while not stopper.requested:
                 try:
                     await _live(run, http_client, store, exginfo_store, budget)
@@ -406,6 +433,7 @@ async def _live(
         stats=handle.stats,
         on_change=handle.poke,
         recovering=handle.restarts > 0,
+        bus=handle.bus,
     )
     handle.dispatcher = dispatcher
     settings = WsSettings(

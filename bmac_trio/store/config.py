@@ -16,12 +16,13 @@ later, e.g. ``1d`` crashed at the first period). Decisions that differ from BMAC
   plus ``"type": "webhook"`` whose channels carry ``{"url": ...}``;
 * new keys: ``rest_url`` / ``ws_url`` (base URLs to which Binance's own paths are appended;
   default: the market's Binance hosts) and ``timezone`` (the zone of ready-file names; default
-  Asia/Hong_Kong, as in BMAC).
+  Asia/Hong_Kong, as in BMAC), and ``publish`` (the live bus's endpoints, docs/bus.md).
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -47,7 +48,14 @@ from bmac_trio.store.layout import (
     exginfo_dir,
 )
 
-__all__ = ["CONFIG_FILE", "KNOWN_KEYS", "Config", "load_config", "parse_config"]
+__all__ = [
+    "CONFIG_FILE",
+    "KNOWN_KEYS",
+    "Config",
+    "default_publish_endpoint",
+    "load_config",
+    "parse_config",
+]
 
 CONFIG_FILE: Final = "config.json"
 NUM_CANDLES_MAX: Final = 10_000
@@ -75,8 +83,12 @@ KNOWN_KEYS: Final = frozenset(
         "rest_url",
         "ws_url",
         "timezone",
+        "publish",
     }
 )
+#: Longest ipc:// path libzmq can bind (a Unix socket path, 107 bytes on Linux, minus margin).
+MAX_IPC_PATH: Final = 100
+_PUBLISH_SCHEMES: Final = ("ipc://", "tcp://")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,6 +116,15 @@ class Config:
     timezone: ZoneInfo = _DEFAULT_ZONE
     #: What was ignored (unknown keys, spot funding): ``run`` logs them, ``check`` prints them.
     warnings: tuple[str, ...] = ()
+    #: The live bus's endpoints; None: the default ``ipc://<base_dir>/bmac.sock``; (): off.
+    publish: tuple[str, ...] | None = None
+
+    @property
+    def publish_endpoints(self) -> tuple[str, ...]:
+        """Where the live bus publishes (empty: ``"publish": false``)."""
+        if self.publish is None:
+            return (default_publish_endpoint(self.base_dir),)
+        return self.publish
 
     @property
     def market(self) -> Market:
@@ -135,6 +156,16 @@ class Config:
             "num_candles": self.num_candles,
             "funding_rate": self.funding_rate,
         }
+
+
+def default_publish_endpoint(base_dir: Path) -> str:
+    """``ipc://<base_dir>/bmac.sock``; when that path is too long for a Unix socket, an
+    abstract (Linux) socket named after the directory, ``ipc://@bmac-<hash>.sock``."""
+    path = Path(base_dir).resolve() / "bmac.sock"
+    if len(str(path).encode()) <= MAX_IPC_PATH:
+        return f"ipc://{path}"
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:24]
+    return f"ipc://@bmac-{digest}.sock"
 
 
 def load_config(base_dir: Path) -> Config:
@@ -256,6 +287,8 @@ def parse_config(data: object, *, base_dir: Path, source: str = CONFIG_FILE) -> 
     except (ValueError, ZoneInfoNotFoundError):
         raise bad("timezone", 'an IANA time zone name such as "Asia/Hong_Kong" or "UTC"') from None
 
+    publish = _publish(data, bad)
+
     return Config(
         base_dir=Path(base_dir),
         interval=interval,
@@ -275,6 +308,7 @@ def parse_config(data: object, *, base_dir: Path, source: str = CONFIG_FILE) -> 
         ws_url=ws_url,
         timezone=timezone,
         warnings=tuple(warnings),
+        publish=publish,
     )
 
 
@@ -296,6 +330,31 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]], *, source: str) -> dict[str
             raise ConfigError(msg)
         seen[key] = value
     return seen
+
+
+def _publish(data: Mapping[str, Any], bad: Any) -> tuple[str, ...] | None:
+    value = data.get("publish")
+    if value is None or value is True:
+        return None
+    if value is False:
+        return ()
+    allowed = (
+        f"false, null (ipc://<base_dir>/bmac.sock) or a non-empty list of ipc://<path> (at most "
+        f"{MAX_IPC_PATH} bytes) or tcp://<host>:<port> endpoints"
+    )
+    if not isinstance(value, list) or not value:
+        raise bad("publish", allowed)
+    for endpoint in value:
+        if not isinstance(endpoint, str) or not endpoint.startswith(_PUBLISH_SCHEMES):
+            raise bad("publish", allowed)
+        rest = endpoint.split("://", 1)[1]
+        if endpoint.startswith("ipc://") and not 0 < len(rest.encode()) <= MAX_IPC_PATH:
+            raise bad("publish", allowed)
+        if endpoint.startswith("tcp://"):
+            host, _, port = rest.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65535:
+                raise bad("publish", allowed)
+    return tuple(value)
 
 
 def _int(data: Mapping[str, Any], key: str, default: int, lo: int, hi: int, bad: Any) -> int:

@@ -56,9 +56,11 @@ def test_full_config(tmp_path: Path) -> None:
         "rest_url": "http://127.0.0.1:8080/",
         "ws_url": "ws://127.0.0.1:8081",
         "timezone": "UTC",
+        "publish": ["tcp://127.0.0.1:6010"],
     }
     assert set(data) == KNOWN_KEYS
     cfg = load_config(write(tmp_path, data))
+    assert cfg.publish_endpoints == ("tcp://127.0.0.1:6010",)
     assert cfg.trade_type_name == "coin_swap"
     assert cfg.trade_type.name == "coin_perp"
     assert cfg.market is CM
