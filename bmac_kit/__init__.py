@@ -1,7 +1,8 @@
 """bmac_kit: turn the recorder's files into factors the moment a period closes.
 
-BMAC's consumer-kit API (same names, same meanings), so a BMAC script changes its imports and
-little else, running under trio::
+BMAC's consumer-kit API (same names, same meanings) on polars, under asyncio or trio (AnyIO).
+A BMAC script that wants BMAC's exact pandas results imports from :mod:`bmac_kit.bmac`
+instead and changes nothing else. The polars-first API here is the recommended one::
 
     import trio
     from bmac_kit import (BmacAllMarketCalculator, CandleFileReader, next_run_time,
@@ -13,12 +14,15 @@ little else, running under trio::
         calc = BmacAllMarketCalculator(exginfo, candles, [("PctChg", 100), ("TrdNumMeanV1", 80)])
         run_time = next_run_time("5m") - convert_interval_to_timedelta("5m")
         while True:
-            df = await calc.calc_all_factors(run_time)   # polars; output="pandas" for BMAC's
+            df = await calc.calc_all_factors(run_time)   # polars, one row per symbol
             ...
             run_time = next_run_time("5m")
             await sleep_until_run_time(run_time)
 
-    trio.run(main)
+    trio.run(main)   # or asyncio.run(main())
+
+Factor modules are looked up in the user's ``factor`` package first, then among the bundled
+ones (:mod:`bmac_kit.factors`).
 """
 
 from bmac_kit._calculators import (
@@ -26,9 +30,14 @@ from bmac_kit._calculators import (
     BmacAllMarketCalculator as BmacAllMarketCalculator,
     BmacSingleSymbolCalculator as BmacSingleSymbolCalculator,
 )
-from bmac_kit._errors import PeriodNotReady as PeriodNotReady
+from bmac_kit._errors import FactorError as FactorError, PeriodNotReady as PeriodNotReady
 from bmac_kit._factors import FactorSpec as FactorSpec, to_bmac_pandas as to_bmac_pandas
 from bmac_kit._reader import CandleFileReader as CandleFileReader
+from bmac_kit._subscribe import (
+    Market as Market,
+    Period as Period,
+    subscribe as subscribe,
+)
 from bmac_kit._time import (
     convert_interval_to_timedelta as convert_interval_to_timedelta,
     get_default_clock as get_default_clock,
@@ -43,7 +52,10 @@ __all__ = [
     "BmacAllMarketCalculator",
     "BmacSingleSymbolCalculator",
     "CandleFileReader",
+    "FactorError",
     "FactorSpec",
+    "Market",
+    "Period",
     "PeriodNotReady",
     "convert_interval_to_timedelta",
     "get_default_clock",
@@ -51,5 +63,6 @@ __all__ = [
     "now_time",
     "set_default_clock",
     "sleep_until_run_time",
+    "subscribe",
     "to_bmac_pandas",
 ]

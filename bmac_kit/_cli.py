@@ -39,17 +39,32 @@ def hourly(
 
     from bmac_kit._hourly import HourlyJob, run_hourly_live
     from bmac_trio.clock import parse_clock_spec
-    from bmac_trio.errors import ConfigError
+    from bmac_trio.errors import ConfigError, StorageError
+    from bmac_trio.store.preflight import directory_problem
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if periods is not None and not live:
+        print("bmac-trio hourly: --periods counts live periods; add --live", file=sys.stderr)
+        return 2
+    if periods is not None and periods < 1:
+        print(f"bmac-trio hourly: --periods must be >= 1, got {periods}", file=sys.stderr)
+        return 2
     try:
         job = HourlyJob.from_base(base_dir, out)
         time_source = parse_clock_spec(clock)
     except (ConfigError, ValueError) as exc:
         print(f"bmac-trio hourly: {exc}", file=sys.stderr)
         return 2
+    problem = directory_problem(job.out_dir, "the output directory")
+    if problem is not None:
+        print(f"bmac-trio hourly: {problem}", file=sys.stderr)
+        return 2
     if not live:
-        report = job.run_once()
+        try:
+            report = job.run_once()
+        except (OSError, StorageError) as exc:
+            print(f"bmac-trio hourly: {exc}", file=sys.stderr)
+            return 2
         print(f"{report.symbols} symbols; files written per offset: {report.written}")
         print(f"output: {job.out_dir}")
         return 0

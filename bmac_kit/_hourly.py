@@ -2,7 +2,8 @@
 
 Output: ``<out>/<trade_type>_1h_resample/<k>m/<SYMBOL>.<ext>`` for k = 0, 5, ..., 55, in the
 candle schema and the source's save type, each file written atomically
-(:func:`bmac_trio.store.candles.write_frame_atomic`). New hours are merged into what is already
+(:func:`bmac_trio.store.candles.write_frame_atomic`) and indexed by ``candle_end_time`` for
+plain pandas readers, like the 5m files. New hours are merged into what is already
 there (newest copy of an hour wins), so the output keeps growing after the 5m window rolls on,
 and a gap the recorder refills later is filled here on the next rebuild of that offset.
 
@@ -19,8 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
+import anyio.abc
 import polars as pl
-import trio
 
 from bmac_kit._reader import CandleFileReader, read_frame
 from bmac_kit._resample import OFFSETS, offset_dir_name, offset_of, resample_hourly
@@ -28,7 +30,7 @@ from bmac_kit._waiting import PeriodWatcher, wait_for_period
 from bmac_trio.binance.intervals import parse_interval
 from bmac_trio.clock import Clock
 from bmac_trio.errors import ConfigError
-from bmac_trio.store.candles import write_frame_atomic
+from bmac_trio.store.candles import PANDAS_INDEX, write_frame_atomic
 from bmac_trio.store.layout import META_FILE, data_file
 
 __all__ = ["HourlyJob", "HourlyReport", "find_source", "run_hourly_live"]
@@ -136,12 +138,14 @@ class HourlyJob:
             )
             if merged.equals(old):
                 return False
-        write_frame_atomic(merged, path, self.source.save_type, durable=self.durable)
+        write_frame_atomic(
+            merged, path, self.source.save_type, durable=self.durable, pandas_index=PANDAS_INDEX
+        )
         return True
 
 
-async def _nothing(_: frozenset[str]) -> None:
-    return None
+async def _take_all(symbols: frozenset[str]) -> frozenset[str]:
+    return symbols
 
 
 async def run_hourly_live(
@@ -150,7 +154,7 @@ async def run_hourly_live(
     clock: Clock,
     expire_sec: float = 40.0,
     periods: int | None = None,
-    task_status: trio.TaskStatus[HourlyReport] = trio.TASK_STATUS_IGNORED,
+    task_status: anyio.abc.TaskStatus[HourlyReport] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Catch up once over what is on disk, then rebuild each hour's offset as it closes.
 
@@ -159,11 +163,13 @@ async def run_hourly_live(
     offset ``R``'s UTC minute for the symbols that are ready. ``task_status.started`` gets
     the catch-up report. Stops after ``periods`` periods (None: never).
 
+    Runs under trio or asyncio (AnyIO).
+
     Cancellation:
         Safe between periods; a write in progress runs to completion in its thread (files
         are replaced atomically, so a reader never sees a partial one).
     """
-    first = await trio.to_thread.run_sync(job.run_once)
+    first = await anyio.to_thread.run_sync(job.run_once)
     LOGGER.info("hourly: caught up, %d symbols, files written %s", first.symbols, first.written)
     task_status.started(first)
     reader = job.source
@@ -180,11 +186,11 @@ async def run_hourly_live(
         outcome = await wait_for_period(
             watcher,
             deadline_ms=run_time + int(expire_sec * 1000),
-            on_ready=_nothing,
+            on_ready=_take_all,
             clock=clock,
         )
         offset = offset_of(run_time)
-        report = await trio.to_thread.run_sync(job.update, outcome.ready, [offset])
+        report = await anyio.to_thread.run_sync(job.update, outcome.ready, [offset])
         LOGGER.info(
             "hourly: %s offset %dm: %d/%d symbols, %d files written%s",
             reader.run_time_label(run_time),

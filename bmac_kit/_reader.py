@@ -159,10 +159,21 @@ class CandleFileReader:
     def __init__(self, dir: str | os.PathLike[str], save_type: SaveType | None = None) -> None:
         self.dir = Path(dir)
         self.meta: dict[str, Any] = self._load_meta()
+        name = self.dir.name
+        is_exginfo = self.meta.get("exginfo_dir") == name or name.startswith("exginfo_")
+        written = "parquet" if is_exginfo else self.meta.get("save_type")
         if save_type is None:
-            name = self.dir.name
-            is_exginfo = self.meta.get("exginfo_dir") == name or name.startswith("exginfo_")
-            save_type = "parquet" if is_exginfo else self.meta.get("save_type", "parquet")
+            save_type = written or "parquet"
+        elif written is not None and save_type != written:
+            # the calculators never return these files' stale candles, but say why they wait
+            LOGGER.warning(
+                "%s: reading %s files, but the recorder writes %s (bmac_meta.json); "
+                "symbols will be missing once the %s files stop being updated",
+                self.dir,
+                save_type,
+                written,
+                save_type,
+            )
         if save_type not in EXTENSIONS:
             msg = f"save_type must be one of {sorted(EXTENSIONS)}, got {save_type!r}"
             raise ValueError(msg)

@@ -12,6 +12,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import anyio
+import anyio.lowlevel
+
 from bmac_trio.binance.intervals import Interval, parse_interval
 from bmac_trio.clock import Clock, SystemClock
 from bmac_trio.store.layout import DEFAULT_TIMEZONE
@@ -23,6 +26,7 @@ __all__ = [
     "next_run_time",
     "now_time",
     "set_default_clock",
+    "sleep_until_ms",
     "sleep_until_run_time",
     "to_ms",
 ]
@@ -115,6 +119,21 @@ def next_run_time(
     return from_ms(iv.add(iv.floor(now), 1), tz)
 
 
+async def sleep_until_ms(clock: Clock, t_ms: int) -> None:
+    """Sleep until ``clock`` reads ``t_ms``, with AnyIO (so under asyncio or trio).
+
+    Only ``clock.now_ms()`` and ``clock.speed`` are used, never ``clock.sleep_until_ms`` (the
+    recorder's clocks sleep with trio). A checkpoint even when ``t_ms`` has passed.
+    """
+    # a loop, not one sleep: a clock's reading may lag its timer by a rounding millisecond
+    while (delay_ms := t_ms - clock.now_ms()) > 0:  # noqa: ASYNC110 - a deadline, not an event
+        await anyio.sleep(delay_ms / 1000 / clock.speed)
+    await anyio.lowlevel.checkpoint()
+
+
 async def sleep_until_run_time(run_time: RunTime, *, clock: Clock | None = None) -> None:
-    """Sleep until ``run_time`` on the clock (no 1 ms busy loop, unlike BMAC v2)."""
-    await (clock or _default_clock).sleep_until_ms(to_ms(run_time))
+    """Sleep until ``run_time`` on the clock (no 1 ms busy loop, unlike BMAC v2).
+
+    Runs under asyncio (``asyncio.run``, as BMAC scripts do) and under trio.
+    """
+    await sleep_until_ms(clock or _default_clock, to_ms(run_time))

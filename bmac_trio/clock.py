@@ -25,7 +25,14 @@ from typing import Protocol, runtime_checkable
 
 import trio
 
-__all__ = ["Clock", "ScaledWallClock", "SystemClock", "TrioClock", "parse_clock_spec"]
+__all__ = [
+    "Clock",
+    "ScaledWallClock",
+    "SystemClock",
+    "TrioClock",
+    "parse_clock_spec",
+    "unix_us",
+]
 
 
 @runtime_checkable
@@ -127,3 +134,12 @@ def parse_clock_spec(spec: str | None) -> Clock:
         msg = f"bad clock spec {spec!r}: speed must be positive"
         raise ValueError(msg)
     return clock
+
+
+def unix_us() -> int:
+    """Real Unix time in microseconds: the live bus's send and receive stamps, for latency.
+
+    Not exchange time (which a test may run at any speed): a stamp another process compares
+    with its own real clock.
+    """
+    return time.time_ns() // 1000

@@ -8,7 +8,8 @@ the adapters, so the rest of the service only ever catches its own classes::
      ├── LockHeld               another recorder already owns the data directory
      ├── UnsafeSymbol           a symbol name that would escape the data directory
      ├── ProtocolError
-     │    └── RemoteProtocolError   Binance (or the simulator) sent something malformed
+     │    ├── RemoteProtocolError   Binance (or the simulator) sent something malformed
+     │    └── BusProtocolError      a live-bus message does not follow bmac-trio's wire format
      ├── TransportError
      │    ├── WsDisconnected        a WebSocket dropped, went silent or was cut
      │    ├── RestUnavailable       timeout, connection error, 5xx, or an error body
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 __all__ = [
     "BmacError",
+    "BusProtocolError",
     "ConfigError",
     "LockHeld",
     "ProtocolError",
@@ -58,6 +60,10 @@ class ProtocolError(BmacError):
 
 class RemoteProtocolError(ProtocolError):
     """The exchange sent a frame or body we cannot interpret; nothing on disk changes."""
+
+
+class BusProtocolError(ProtocolError):
+    """A live-bus message (or request) does not follow bmac-trio's wire format (docs/bus.md)."""
 
 
 class TransportError(BmacError):

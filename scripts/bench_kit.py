@@ -12,7 +12,12 @@ default), then, for several periods:
 * pandas: the same work BMAC-kit style: for each symbol ``pd.read_parquet`` /
   ``pd.read_feather`` and each pandas ``signal(df, n, name)``, then the last row of each.
 
-Prints medians (and max) in milliseconds and the ratios; checks both give the same numbers.
+Streaming and cold are measured for three calculators: the polars-first one
+(``bmac_kit.BmacAllMarketCalculator``), and the pandas-compatible one
+(``bmac_kit.bmac.BmacAllMarketCalculator``, BMAC's pandas frame out) with the bundled polars
+factors and with BMAC users' pandas ``signal`` modules (``tests/kit/bmac_style_factors``).
+
+Prints medians (and max) in milliseconds and the ratios; checks all give the same numbers.
 
     python scripts/bench_kit.py [--symbols 500] [--candles 1500] [--runs 5] [--save-type parquet]
 """
@@ -35,6 +40,7 @@ import pandas as pd
 import polars as pl
 import trio
 
+import bmac_kit.bmac
 from bmac_kit import BmacAllMarketCalculator, CandleFileReader
 from bmac_trio.binance.intervals import parse_interval
 from bmac_trio.clock import TrioClock
@@ -94,16 +100,26 @@ def pandas_way(reader: CandleFileReader, symbols: list[str]) -> pd.DataFrame:
     for symbol in symbols:
         path = reader.symbol_path(symbol)
         df = pd.read_parquet(path) if reader.save_type == "parquet" else pd.read_feather(path)
-        df = df.set_index("candle_end_time")
+        if df.index.name != "candle_end_time":  # the files restore it; BMAC's feather did not
+            df = df.set_index("candle_end_time")
         for module, (name, n) in zip(modules, FACTORS, strict=True):
             df = module.signal(df, n, f"{name}_{n}")
         rows[symbol] = df.iloc[-1]
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def check_same(polars_frame: pl.DataFrame, pandas_frame: pd.DataFrame) -> float:
+#: name -> (calculator class, factor package)
+VARIANTS = {
+    "polars": (BmacAllMarketCalculator, "factor"),
+    "bmac.py, bundled polars factors": (bmac_kit.bmac.BmacAllMarketCalculator, "factor"),
+    "bmac.py, pandas signal modules": (bmac_kit.bmac.BmacAllMarketCalculator, "bmac_style_factors"),
+}
+
+
+def check_same(result: pl.DataFrame | pd.DataFrame, pandas_frame: pd.DataFrame) -> float:
     """Largest relative difference between the two ways, over every factor and symbol."""
-    got = polars_frame.to_pandas().set_index("symbol").sort_index()
+    got = result if isinstance(result, pd.DataFrame) else result.to_pandas().set_index("symbol")
+    got = got.sort_index()
     want = pandas_frame.sort_index()
     worst = 0.0
     for name, n in FACTORS:
@@ -127,7 +143,8 @@ async def bench(args: argparse.Namespace) -> None:
     store.write_meta(meta)
     exginfo.write_meta(meta)
     symbols = [f"S{i:03d}USDT" for i in range(args.symbols)]
-    periods = 2 * args.runs + 1
+    periods = (len(VARIANTS) + 1) * args.runs + 1
+    results: dict[str, pl.DataFrame | pd.DataFrame] = {}
     t = time.perf_counter()
     history = {s: make_history(args.candles + periods, i) for i, s in enumerate(symbols)}
     first_end = START_MS + FIVE_MIN * args.candles
@@ -144,62 +161,69 @@ async def bench(args: argparse.Namespace) -> None:
     candles = CandleFileReader(store.directory)
     exg = CandleFileReader(exginfo.directory)
     exg_frame = pl.DataFrame({"symbol": symbols, "status": ["TRADING"] * len(symbols)})
-    streaming, cold, pandas_ms, worst = [], [], [], 0.0
-    cold_cpu: list[float] = []  # CPU time of this process (all threads): robust to a busy box
+    streaming: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    cold: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    cold_cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}  # all threads: robust to load
+    pandas_ms: list[float] = []
     pandas_cpu: list[float] = []
+    worst = 0.0
+    k = 0
 
-    for run in range(args.runs):
+    for _ in range(args.runs):
         # --- streaming: the calculator waits while the period lands ----------------------
-        k = 2 * run + 1
-        run_time = first_end + k * FIVE_MIN
-        clock = TrioClock(start_ms=run_time - 200)
-        calc = BmacAllMarketCalculator(exg, candles, FACTORS, clock=clock)
-        frames = frames_for(k)
-        complete_at: list[float] = []
+        for variant, (cls, package) in VARIANTS.items():
+            k += 1
+            run_time = first_end + k * FIVE_MIN
+            clock = TrioClock(start_ms=run_time - 200)
+            calc = cls(exg, candles, FACTORS, package, clock=clock)
+            frames = frames_for(k)
+            complete_at: list[float] = []
 
-        async def land_period(
-            frames=frames, run_time=run_time, clock=clock, complete_at=complete_at
-        ):
-            await clock.sleep_until_ms(run_time)
-            await trio.to_thread.run_sync(exginfo.write_exginfo, exg_frame, run_time)
-            batch = max(1, len(symbols) // args.batches)
-            for i in range(0, len(symbols), batch):
-                if i:
-                    await trio.sleep(args.spread / args.batches)
-                part = {s: frames[s] for s in symbols[i : i + batch]}
-                await trio.to_thread.run_sync(store.write_many, part, run_time)
-            complete_at.append(time.perf_counter())  # every file and ready file is on disk
-            await trio.to_thread.run_sync(
-                lambda: store.write_manifest(run_time, complete=symbols, missing=(), final=True)
-            )
+            async def land_period(
+                frames=frames, run_time=run_time, clock=clock, complete_at=complete_at
+            ):
+                await clock.sleep_until_ms(run_time)
+                await trio.to_thread.run_sync(exginfo.write_exginfo, exg_frame, run_time)
+                batch = max(1, len(symbols) // args.batches)
+                for i in range(0, len(symbols), batch):
+                    if i:
+                        await trio.sleep(args.spread / args.batches)
+                    part = {s: frames[s] for s in symbols[i : i + batch]}
+                    await trio.to_thread.run_sync(store.write_many, part, run_time)
+                complete_at.append(time.perf_counter())  # every file and ready file on disk
+                await trio.to_thread.run_sync(
+                    lambda: store.write_manifest(run_time, complete=symbols, missing=(), final=True)
+                )
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(land_period)
-            result = await calc.calc_all_factors(run_time)
-            done_at = time.perf_counter()
-        assert result.height == len(symbols), (result.height, calc.missing)
-        streaming.append((done_at - complete_at[0]) * 1000)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(land_period)
+                result = await calc.calc_all_factors(run_time)
+                done_at = time.perf_counter()
+            assert len(result) == len(symbols), (len(result), calc.missing)
+            streaming[variant].append((done_at - complete_at[0]) * 1000)
 
         # --- cold: everything already on disk --------------------------------------------
-        run_time = first_end + (k + 1) * FIVE_MIN
-        frames = frames_for(k + 1)
-        store.write_many(frames, run_time)
+        k += 1
+        run_time = first_end + k * FIVE_MIN
+        store.write_many(frames_for(k), run_time)
         exginfo.write_exginfo(exg_frame, run_time)
         store.write_manifest(run_time, complete=symbols, missing=(), final=True)
         await trio.sleep(args.settle)  # let the burst of writes settle before timing reads
-        calc = BmacAllMarketCalculator(exg, candles, FACTORS, clock=TrioClock(start_ms=run_time))
-        t, cpu = time.perf_counter(), time.process_time()
-        result = await calc.calc_all_factors(run_time)
-        cold.append((time.perf_counter() - t) * 1000)
-        cold_cpu.append((time.process_time() - cpu) * 1000)
-        assert result.height == len(symbols)
+        for variant, (cls, package) in VARIANTS.items():
+            calc = cls(exg, candles, FACTORS, package, clock=TrioClock(start_ms=run_time))
+            t, cpu = time.perf_counter(), time.process_time()
+            result = await calc.calc_all_factors(run_time)
+            cold[variant].append((time.perf_counter() - t) * 1000)
+            cold_cpu[variant].append((time.process_time() - cpu) * 1000)
+            assert len(result) == len(symbols)
+            results[variant] = result
 
         # --- the BMAC-kit (pandas) way, same files -----------------------------------------
         t, cpu = time.perf_counter(), time.process_time()
         expected = pandas_way(candles, symbols)
         pandas_ms.append((time.perf_counter() - t) * 1000)
         pandas_cpu.append((time.process_time() - cpu) * 1000)
-        worst = max(worst, check_same(result, expected))
+        worst = max(worst, *(check_same(r, expected) for r in results.values()))
 
     def show(name: str, values: list[float]) -> float:
         med = statistics.median(values)
@@ -207,14 +231,20 @@ async def bench(args: argparse.Namespace) -> None:
         return med
 
     print(f"{len(FACTORS)} factors: {', '.join(f'{n}_{p}' for n, p in FACTORS)}")
-    s = show("streaming: period complete -> all-market result", streaming)
-    c = show("cold: call -> all-market result (all on disk)", cold)
-    show("cold, CPU time (all threads)", cold_cpu)
+    medians = {}
+    for variant in VARIANTS:
+        print(f"-- {variant}")
+        s = show("streaming: period complete -> all-market result", streaming[variant])
+        c = show("cold: call -> all-market result (all on disk)", cold[variant])
+        show("cold, CPU time (all threads)", cold_cpu[variant])
+        medians[variant] = (s, c)
+    print("-- BMAC-kit style, by hand")
     p = show("BMAC-kit style pandas (read + signal per symbol)", pandas_ms)
     show("BMAC-kit style pandas, CPU time", pandas_cpu)
-    print(f"ratio pandas / cold:      {p / c:6.1f}x")
-    print(f"ratio pandas / streaming: {p / s:6.1f}x")
-    print(f"largest relative difference polars vs pandas: {worst:.1e}")
+    for variant, (s, c) in medians.items():
+        print(f"ratio pandas / cold      ({variant}): {p / c:6.1f}x")
+        print(f"ratio pandas / streaming ({variant}): {p / s:6.1f}x")
+    print(f"largest relative difference kit vs pandas: {worst:.1e}")
     shutil.rmtree(base, ignore_errors=True)
 
 

@@ -1,4 +1,4 @@
-"""The three Binance markets and the eleven BMAC trade types, as data.
+"""The three Binance markets and the BMAC trade types (plus ``usdt_tradifi_perp``), as data.
 
 Everything that differs between spot, USDⓈ-M (``um``) and COIN-M (``cm``) — paths, limits,
 weights, stream caps, the name of the status key — lives here, so that the protocol code, the
@@ -178,8 +178,20 @@ class TradeType:
         """Whether its contracts expire (usdt_deli, coin_deli)."""
         return self.contract_types == _DELIVERY
 
+    def describe(self) -> str:
+        """What it records, in words (``bmac-trio check`` prints it)."""
+        quoted = f" quoted in {self.quote_asset}" if self.quote_asset else ""
+        if self.contract_types is None:
+            extra = ", stablecoin pairs left out" if self.exclude_stablecoins else ""
+            return f"{self.market.name} pairs{quoted}{extra}"
+        kinds = "/".join(sorted(self.contract_types))
+        return f"{self.market.name} {kinds} contracts{quoted}"
 
+
+#: Crypto perpetuals only: TradFi perpetuals (equities, ETFs, commodities; contractType
+#: TRADIFI_PERPETUAL, on UM since 2026) stay out of BMAC's trade types and a crypto universe.
 _PERP = frozenset({"PERPETUAL"})
+_TRADIFI_PERP = frozenset({"TRADIFI_PERPETUAL"})
 TRADE_TYPES: dict[str, TradeType] = {
     t.name: t
     for t in (
@@ -192,6 +204,7 @@ TRADE_TYPES: dict[str, TradeType] = {
         TradeType("usdt_deli", UM, "USDT", _DELIVERY),
         TradeType("coin_perp", CM, None, _PERP),
         TradeType("coin_deli", CM, None, _DELIVERY),
+        TradeType("usdt_tradifi_perp", UM, "USDT", _TRADIFI_PERP),
     )
 }
 #: BMAC v1 names kept by v2; the data directory keeps the name the user wrote.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from bmac_trio.ops.status import (
     StatusReport,
     assess,
     format_age,
+    not_running,
     read_status,
 )
 from bmac_trio.store.layout import LOCK_FILE
@@ -35,11 +37,12 @@ def status(
     max_age: float | None = None,
     clock: str | None = None,
 ) -> int:
-    """Show what the recorder of BASE_DIR is doing; exit 0 healthy, 1 stale, 2 no data.
+    """Show what the recorder of BASE_DIR is doing; exit 0 only when it is healthy.
 
-    Exit status: 0 when the newest complete period is recent (within two intervals plus
-    candle_close_timeout_sec), 1 when the data is stale, 2 when there is no data yet, the
-    directory is not initialised or config.json is bad.
+    Exit status: 0 when the recorder runs and the newest complete period is recent (within
+    two intervals plus candle_close_timeout_sec); 1 when the data is stale; 2 when there is
+    no data yet, the directory is not initialised, config.json is bad or an option is bad;
+    3 when the recorder that wrote the status is not running (stopped, crashed or killed).
 
     Parameters
     ----------
@@ -48,12 +51,20 @@ def status(
     json
         Print one JSON object instead of the summary.
     max_age
-        Seconds of exchange time after which the newest complete period counts as stale
-        (default: two intervals plus candle_close_timeout_sec).
+        Seconds of exchange time (> 0) after which the newest complete period counts as
+        stale (default: two intervals plus candle_close_timeout_sec).
     clock
         START_MS:SPEED:ANCHOR_UNIX shared clock (tests, the demo); default: the clock the
         recorder recorded in its status file, else real time.
     """
+    if max_age is not None and not (math.isfinite(max_age) and max_age > 0):
+        print(f"bmac-trio status: --max-age must be seconds > 0, got {max_age}", file=sys.stderr)
+        return 2
+    try:
+        given_clock = parse_clock_spec(clock) if clock else None
+    except ValueError as exc:
+        print(f"bmac-trio status: --clock {clock!r}: {exc}", file=sys.stderr)
+        return 2
     base = Path(base_dir).expanduser()
     config, config_error = _load_config(base)
     try:
@@ -61,7 +72,7 @@ def status(
         report_error = None
     except (ValueError, OSError) as exc:
         report, report_error = None, f"unreadable status file: {exc}"
-    now_ms = _clock(clock, report).now_ms()
+    now_ms = (given_clock or _clock(None, report)).now_ms()
     health = assess(report, now_ms=now_ms, max_age=max_age)
     if config_error is not None:
         health = Health(
@@ -82,6 +93,8 @@ def status(
             age_seconds=None,
             max_age_seconds=health.max_age_seconds,
         )
+    elif pid is None and report is not None and report_error is None and config_error is None:
+        health = not_running(report, health)
     if json:
         _print_json(base, config, report, health, now_ms, pid, config_error)
     else:
@@ -233,7 +246,12 @@ def _print_text(
             rows.append(("last error", f"{at}  {report.last_error}"))
         else:
             rows.append(("last error", "none"))
-    label = {HealthCode.OK: "OK", HealthCode.STALE: "STALE", HealthCode.NO_DATA: "NO DATA"}
+    label = {
+        HealthCode.OK: "OK",
+        HealthCode.STALE: "STALE",
+        HealthCode.NO_DATA: "NO DATA",
+        HealthCode.NOT_RUNNING: "NOT RUNNING",
+    }
     rows.append(("health", f"{label[health.code]} ({health.reason})"))
     print(f"bmac-trio status {base}")
     width = max(len(k) for k, _ in rows)
@@ -251,7 +269,12 @@ def _print_json(
     pid: int | None,
     config_error: str | None,
 ) -> None:
-    word = {HealthCode.OK: "ok", HealthCode.STALE: "stale", HealthCode.NO_DATA: "no_data"}
+    word = {
+        HealthCode.OK: "ok",
+        HealthCode.STALE: "stale",
+        HealthCode.NO_DATA: "no_data",
+        HealthCode.NOT_RUNNING: "not_running",
+    }
     out = {
         "base_dir": str(base),
         "health": "bad_config" if config_error and base.is_dir() else word[health.code],

@@ -10,6 +10,7 @@ with prometheus_client's own threaded HTTP server: a scrape never runs on the ev
 from __future__ import annotations
 
 import logging
+import socket
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -25,6 +26,7 @@ __all__ = [
     "NullMetrics",
     "PrometheusMetrics",
     "make_metrics",
+    "metrics_port_problem",
     "run_metrics_server",
 ]
 
@@ -32,6 +34,31 @@ LOGGER = logging.getLogger("bmac_trio.metrics")
 NAMESPACE: Final = "bmac"
 #: Period lag buckets (seconds): the target is well under 0.2 s, BMAC v2 needed seconds.
 LAG_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+INSTALL_HINT: Final = (
+    "--metrics-port needs prometheus-client: pip install 'bmac-trio[metrics]' "
+    "(or pip install prometheus-client)"
+)
+
+
+def metrics_port_problem(port: int, host: str = "127.0.0.1") -> str | None:
+    """Why ``--metrics-port PORT`` cannot work, or None: checked before anything starts.
+
+    The port is bound and released at once; a program that takes it in between is still
+    reported, later, by :func:`run_metrics_server`.
+    """
+    if not 0 <= port < 65536:
+        return f"--metrics-port must be 0..65535 (0: any free port, logged), got {port}"
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        return INSTALL_HINT
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server does
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return f"metrics port {host}:{port} is in use or refused ({exc.strerror or exc})"
+    return None
 
 
 class NullMetrics:
@@ -70,6 +97,12 @@ class NullMetrics:
     def error(self, kind: str) -> None:
         """An unexpected error of class ``kind`` was caught (and recovered from)."""
 
+    def bus_sent(self, n: int = 1) -> None:
+        """``n`` messages were published on the live bus."""
+
+    def bus_dropped(self, n: int = 1) -> None:
+        """``n`` messages were dropped for a slow subscriber (its queue was at the HWM)."""
+
 
 class PrometheusMetrics:
     """Metrics in a private ``prometheus_client`` registry.
@@ -82,8 +115,7 @@ class PrometheusMetrics:
         try:
             import prometheus_client as prom
         except ImportError:
-            msg = "--metrics-port needs prometheus-client: pip install prometheus-client"
-            raise ConfigError(msg) from None
+            raise ConfigError(INSTALL_HINT) from None
         self.prom = prom
         self.registry = prom.CollectorRegistry()
 
@@ -122,6 +154,10 @@ class PrometheusMetrics:
         )
         self._ready = gauge("symbols_ready", "Symbols complete for the latest period.")
         self._missing = gauge("symbols_missing", "Symbols missing from the latest period.")
+        self._bus_sent = counter("bus_messages_sent", "Messages published on the live bus.")
+        self._bus_dropped = counter(
+            "bus_messages_dropped", "Messages a slow bus subscriber did not get (HWM reached)."
+        )
         self._errors = prom.Counter(
             "errors",
             "Unexpected errors caught.",
@@ -168,6 +204,12 @@ class PrometheusMetrics:
     def error(self, kind: str) -> None:
         self._errors.labels(kind=kind).inc()
 
+    def bus_sent(self, n: int = 1) -> None:
+        self._bus_sent.inc(n)
+
+    def bus_dropped(self, n: int = 1) -> None:
+        self._bus_dropped.inc(n)
+
     def exposition(self) -> bytes:
         """The text a scrape returns (for tests and ``status``)."""
         return self.prom.generate_latest(self.registry)
@@ -201,10 +243,14 @@ async def run_metrics_server(
         The server is shut down and its socket closed (shielded, a fraction of a second).
 
     Raises:
-        OSError: the port cannot be bound (already in use).
+        ConfigError: the port cannot be bound (already in use).
     """
     server: WSGIServer
-    server, thread = metrics.prom.start_http_server(port, addr=host, registry=metrics.registry)
+    try:
+        server, thread = metrics.prom.start_http_server(port, addr=host, registry=metrics.registry)
+    except OSError as exc:
+        msg = f"metrics port {host}:{port} is in use or refused ({exc.strerror or exc})"
+        raise ConfigError(msg) from exc
     try:
         bound = int(server.server_address[1])
         LOGGER.info("metrics on http://%s:%d/metrics", host, bound)

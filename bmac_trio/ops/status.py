@@ -10,7 +10,10 @@ timeout.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
@@ -25,11 +28,13 @@ __all__ = [
     "STATUS_FORMAT",
     "Health",
     "HealthCode",
+    "StatusErrorLog",
     "StatusReport",
     "StatusTracker",
     "assess",
     "default_max_age",
     "format_age",
+    "not_running",
     "read_status",
     "status_path",
     "write_status",
@@ -40,11 +45,13 @@ RecorderState = Literal["starting", "history", "live", "stopped", "crashed"]
 
 
 class HealthCode(IntEnum):
-    """``bmac-trio status`` exit codes."""
+    """``bmac-trio status`` exit codes: anything but 0 is unhealthy."""
 
     OK = 0
     STALE = 1
     NO_DATA = 2
+    #: A recorder wrote the status file but no longer runs: its data only gets older.
+    NOT_RUNNING = 3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +88,9 @@ class StatusReport:
     rest_weight_limit: int = 0
     rest_weight_spent: int = 0
     reconnects: int = 0
+    # the live bus: messages published, and dropped for slow subscribers (HWM reached)
+    bus_messages_sent: int = 0
+    bus_messages_dropped: int = 0
     last_error: str | None = None
     last_error_at_ms: int | None = None
 
@@ -172,6 +182,10 @@ class StatusTracker:
         self.report = report
         self._clock = clock
         self._sources: list[Callable[[], Mapping[str, Any]]] = []
+        # error() is called from worker threads too (through StatusErrorLog)
+        self._lock = threading.Lock()
+        #: An error was noted since the last save (see :meth:`run_saver`).
+        self.unsaved_error = False
 
     def watch(self, source: Callable[[], Mapping[str, Any]]) -> None:
         """Merge ``source()`` into every snapshot, e.g. counters owned by other parts::
@@ -182,7 +196,8 @@ class StatusTracker:
 
     def update(self, **changes: Any) -> None:
         """Set fields of the report (e.g. ``state="live"``, ``connections_open=3``)."""
-        self.report = dataclasses.replace(self.report, **changes)
+        with self._lock:
+            self.report = dataclasses.replace(self.report, **changes)
 
     def period_complete(
         self,
@@ -207,6 +222,7 @@ class StatusTracker:
         """Remember the latest error (shown by ``status``)."""
         text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         self.update(last_error=text[:500], last_error_at_ms=self._clock.now_ms())
+        self.unsaved_error = True
 
     def snapshot(self) -> StatusReport:
         """The report stamped with the current time, with the watched sources merged in."""
@@ -220,7 +236,55 @@ class StatusTracker:
         """Write the file atomically, off the event loop."""
         import trio
 
+        self.unsaved_error = False
         await trio.to_thread.run_sync(write_status, self.base_dir, self.snapshot())
+
+    async def run_saver(self, every_s: float = 1.0) -> None:
+        """Save within ``every_s`` real seconds of an error, until cancelled: the periodic saves
+        stop when no period completes (the exchange is down), which is when errors matter."""
+        import trio
+
+        from bmac_trio.errors import StorageError
+
+        while True:
+            await trio.sleep(every_s)
+            if self.unsaved_error:
+                # a disk error is already logged, and noted in the report for the next try
+                with contextlib.suppress(StorageError):
+                    await self.save()
+
+
+class StatusErrorLog(logging.Handler):
+    """Passes the recorder's logged errors to a :class:`StatusTracker`, so that ``status``
+    shows the latest error of any kind (WebSocket, REST, disk) without every error path
+    knowing about the tracker.
+
+    An error is a record at ERROR or above, or a WARNING that carries an exception (as an
+    argument or ``exc_info``): "connect failed ...; retrying", "GET ...: HTTP 503", a failed
+    write. Plain warnings (a symbol listed, a period incomplete) are not errors.
+    """
+
+    def __init__(self, tracker: StatusTracker) -> None:
+        super().__init__(level=logging.WARNING)
+        self.tracker = tracker
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = _exception_of(record)
+        if record.levelno < logging.ERROR and exc is None:
+            return
+        try:
+            text = record.getMessage()
+        except Exception:  # a bad format string must not break logging
+            text = str(record.msg)
+        prefix = f"{type(exc).__name__}: " if exc is not None else ""
+        self.tracker.error(prefix + text)
+
+
+def _exception_of(record: logging.LogRecord) -> BaseException | None:
+    if record.exc_info and record.exc_info[1] is not None:
+        return record.exc_info[1]
+    args = record.args if isinstance(record.args, tuple) else ()
+    return next((a for a in args if isinstance(a, BaseException)), None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -275,6 +339,18 @@ def assess(report: StatusReport | None, *, now_ms: int, max_age: float | None = 
         reason=f"the newest complete period ended {format_age(age)} ago",
         age_seconds=age,
         max_age_seconds=limit,
+    )
+
+
+def not_running(report: StatusReport, health: Health) -> Health:
+    """The verdict for a recorder that wrote ``report`` and is gone (stopped, crashed, killed):
+    unhealthy whatever the age of its data, which :func:`assess` judged as ``health``."""
+    age = f"; {health.reason}" if health.age_seconds is not None else ""
+    return Health(
+        code=HealthCode.NOT_RUNNING,
+        reason=f"the recorder is not running (last pid {report.pid}, {report.state}){age}",
+        age_seconds=health.age_seconds,
+        max_age_seconds=health.max_age_seconds,
     )
 
 

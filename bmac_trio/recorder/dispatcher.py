@@ -12,7 +12,7 @@ manifests, status), the symbols' life (joining, leaving, moved aside) to the
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -41,6 +41,8 @@ from bmac_trio.store.layout import run_time_label
 if TYPE_CHECKING:
     import polars as pl
 
+    from bmac_trio.binance.candles import Candle
+    from bmac_trio.bus.publisher import BusPublisher
     from bmac_trio.clock import Clock
     from bmac_trio.ops.metrics import Metrics
     from bmac_trio.ops.status import StatusTracker
@@ -75,6 +77,7 @@ class Dispatcher:
             waiters (tests, the benchmark) can re-check state without polling.
         recovering: the previous live phase crashed; alert ``recovered`` at the first complete
             period.
+        bus: the live bus: accepted candles, period reports and symbol changes are published.
     """
 
     def __init__(
@@ -94,8 +97,10 @@ class Dispatcher:
         stats: DispatcherStats | None = None,
         on_change: Callable[[], None] | None = None,
         recovering: bool = False,
+        bus: BusPublisher | None = None,
     ) -> None:
         self.config = config
+        self.bus = bus
         self.interval = config.interval
         self.clock = clock
         self.store = store
@@ -131,6 +136,7 @@ class Dispatcher:
             on_change=lambda: self.on_change(),
             last_updated=lambda: self.writer.last_updated,
             recovering=recovering,
+            bus=bus,
         )
         self.history = HistoryProgress(self.stats, lambda: self.on_change())
         self.exginfo_lock = trio.Lock()
@@ -152,6 +158,8 @@ class Dispatcher:
             write_exginfo=self._write_exginfo,
         )
         self.nursery: trio.Nursery | None = None
+        if bus is not None:
+            bus.frame_source = self._frames_for_bus
 
     @property
     def writing(self) -> set[str]:
@@ -191,6 +199,10 @@ class Dispatcher:
                     run_time_label(run_time, self.config.timezone),
                 )
                 self._reports(self.book.on_period_start(run_time))
+                period = self.book.periods.get(run_time)
+                started = getattr(self.bus, "period_started", None)  # optional hook
+                if started is not None and period is not None:
+                    started(run_time, period.expected)
                 self.reporter.save_status()
             case PeriodDeadline(run_time_ms=run_time):
                 fetches, report = self.book.on_deadline(run_time)
@@ -216,6 +228,8 @@ class Dispatcher:
                     self._reports([report])
             case SymbolsChanged():
                 self.roster.on_symbols(message)
+                if self.bus is not None:
+                    self.bus.symbols(self.roster.selected)
             case FundingRates(run_time_ms=run_time, frame=rates):
                 self._spawn(self._write_funding, rates, run_time)
             case _:
@@ -247,7 +261,28 @@ class Dispatcher:
         self._send_fetches(fetches)
         if not merge:
             return
+        if self.bus is not None:  # before the write: the bus is the fast path
+            self.bus.candles(
+                symbol, message.candles, source=message.source, received=message.received
+            )
+            arrived = getattr(self.bus, "arrived", None)  # optional hook (announce early)
+            for candle in message.candles if arrived is not None else ():
+                run_time = self.interval.add(candle.open_ms, 1)
+                period = self.book.periods.get(run_time)
+                if period is not None:
+                    arrived(run_time, symbol, period.expected)
         self.writer.add(symbol, message.candles, received=message.received)
+
+    def _frames_for_bus(
+        self, symbols: Iterable[str] | None
+    ) -> dict[str, tuple[pl.DataFrame | None, list[Candle]]]:
+        """Each symbol's frame and its candles not merged yet (for the bus's request socket)."""
+        names = self.book.symbols if symbols is None else symbols
+        return {
+            s: (self.writer.frames.get(s), list(self.writer.pending.get(s, ())))
+            for s in names
+            if s in self.book.symbols
+        }
 
     def _forget_fetch(self, fetch: Fetch, update: Callable[[], list[Fetch] | None]) -> None:
         try:

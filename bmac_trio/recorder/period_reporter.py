@@ -20,6 +20,7 @@ from bmac_trio.errors import StorageError
 from bmac_trio.store.layout import run_time_label
 
 if TYPE_CHECKING:
+    from bmac_trio.bus.publisher import BusPublisher
     from bmac_trio.ops.metrics import Metrics
     from bmac_trio.ops.status import StatusTracker
     from bmac_trio.recorder.book import PeriodReport
@@ -50,6 +51,7 @@ class PeriodReporter:
         last_updated: the newest symbol written, for the "Last updated" line.
         recovering: the previous live phase crashed; alert ``recovered`` at the first complete
             period.
+        bus: the live bus, where each report is published as a ``period`` message.
     """
 
     def __init__(
@@ -66,8 +68,10 @@ class PeriodReporter:
         on_change: Callable[[], None],
         last_updated: Callable[[], str | None],
         recovering: bool = False,
+        bus: BusPublisher | None = None,
     ) -> None:
         self.config = config
+        self.bus = bus
         self.store = store
         self.stats = stats
         self.limiter = limiter
@@ -91,6 +95,15 @@ class PeriodReporter:
             lag = None
             if report.is_complete and report.last_received is not None:
                 lag = max(0.0, trio.current_time() - report.last_received)
+            if self.bus is not None:
+                self.bus.period(
+                    run_time_ms=report.run_time_ms,
+                    ready=report.complete,
+                    missing=report.missing,
+                    complete=report.is_complete,
+                    lag_s=lag,
+                    last_received=report.last_received,
+                )
             if report.is_complete:
                 self._complete(report, label, lag)
             else:

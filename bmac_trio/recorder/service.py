@@ -34,7 +34,7 @@ import contextlib
 import logging
 import math
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import trio
 
+from bmac_trio.bus.publisher import DEFAULT_HWM, BusPublisher
+from bmac_trio.errors import StorageError
 from bmac_trio.ops.alerts import NullAlerter
 from bmac_trio.recorder.alarm import run_alarm, run_refresher, selection_message
 from bmac_trio.recorder.dispatcher import Dispatcher, DispatcherStats, run_dispatcher
@@ -83,6 +85,10 @@ class RecorderOptions:
     early_signals: EarlySignals | None = None
     #: fsync data files (off only in benchmarks that measure something else).
     durable: bool = True
+    #: Messages queued per bus subscriber before it counts as slow and is dropped from.
+    bus_hwm: int = DEFAULT_HWM
+    #: Kernel send buffer per bus subscriber in bytes (0: the OS default; tests shrink it).
+    bus_sndbuf: int = 0
 
 
 @dataclass(slots=True)
@@ -95,6 +101,8 @@ class RecorderHandle:
     rest: list[RestClient] = field(default_factory=list)
     restarts: int = 0
     dispatcher: Dispatcher | None = None
+    #: The live bus (None with ``"publish": false``).
+    bus: BusPublisher | None = None
     _changed: trio.Event = field(default_factory=trio.Event)
     _stop: Callable[[], None] | None = None
 
@@ -218,6 +226,8 @@ async def run_recorder(
         if options.handle_signals:
             # first of all: a SIGTERM from here on is a graceful stop, never a kill
             await watcher.start(_watch_signals, stopper, options.early_signals)
+        if status is not None:
+            watcher.start_soon(status.run_saver)
         run = _Run(
             config=config,
             clock=clock,
@@ -229,9 +239,31 @@ async def run_recorder(
             stopper=stopper,
             ready=ready,
         )
-        await _record(run, http_client)
+        with _errors_to(status):
+            await _record(run, http_client)
         watcher.cancel_scope.cancel()
+    if status is not None:  # stopped on purpose: `status` must not show it as running
+        status.update(state="stopped")
+        with contextlib.suppress(StorageError):
+            await status.save()
     log.info("bmac-trio stopped")
+
+
+@contextlib.contextmanager
+def _errors_to(status: StatusTracker | None) -> Iterator[None]:
+    """While the recorder runs, its logged errors reach ``status`` (its saver writes them)."""
+    if status is None:
+        yield
+        return
+    from bmac_trio.ops.status import StatusErrorLog
+
+    handler = StatusErrorLog(status)
+    logger = logging.getLogger("bmac_trio")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -269,14 +301,31 @@ async def _record(run: _Run, http_client: httpx.AsyncClient | None) -> None:
     exginfo_store = ExginfoStore(config.exginfo_dir, config.timezone, durable=options.durable)
 
     def prepare() -> None:
+        from bmac_trio.store.adopt import adopt_other_save_type
+
         removed = store.cleanup_temp_files() + exginfo_store.cleanup_temp_files()
         if removed:
             log.warning("removed %d temp files left by a killed writer", removed)
+        adopt_other_save_type(store)  # a changed save_type keeps the history
         store.write_meta(config.to_meta())
         exginfo_store.write_meta(config.to_meta())
 
     await trio.to_thread.run_sync(prepare)
     budget = WeightBudget(config.market.default_weight_limit)
+    bus = None
+    if config.publish_endpoints:
+        metrics = run.metrics
+        bus = BusPublisher(
+            config.publish_endpoints,
+            market=config.market.name,
+            interval=config.interval,
+            hwm=options.bus_hwm,
+            sndbuf=options.bus_sndbuf,
+            on_drop=None if metrics is None else metrics.bus_dropped,
+            on_sent=None if metrics is None else metrics.bus_sent,
+        )
+        bus.open()
+        handle.bus = bus
     if status is not None:
         status.watch(
             lambda: {
@@ -285,6 +334,8 @@ async def _record(run: _Run, http_client: httpx.AsyncClient | None) -> None:
                 "rest_weight_used": budget.used,
                 "rest_weight_limit": budget.limit,
                 "rest_weight_spent": handle.weight_spent,
+                "bus_messages_sent": 0 if bus is None else bus.stats.sent,
+                "bus_messages_dropped": 0 if bus is None else bus.stats.dropped,
             }
         )
     log.info(
@@ -296,12 +347,16 @@ async def _record(run: _Run, http_client: httpx.AsyncClient | None) -> None:
         None if config.keep_symbols is None else sorted(config.keep_symbols),
     )
     async with contextlib.AsyncExitStack() as stack:
+        if bus is not None:
+            stack.callback(bus.close)
         if http_client is None:
             http_client = await stack.enter_async_context(
                 httpx.AsyncClient(timeout=config.http_timeout_sec + 1.0)
             )
         async with trio.open_nursery() as root:
             await root.start(alerter.run)
+            if bus is not None:
+                await root.start(bus.run)
             while not stopper.requested:
                 try:
                     await _live(run, http_client, store, exginfo_store, budget)
@@ -378,6 +433,7 @@ async def _live(
         stats=handle.stats,
         on_change=handle.poke,
         recovering=handle.restarts > 0,
+        bus=handle.bus,
     )
     handle.dispatcher = dispatcher
     settings = WsSettings(

@@ -1,10 +1,11 @@
 """The ASGI application: a thin adapter from HTTP/WebSocket events to the pure modules.
 
 HTTP: rate limiting and REST faults around :func:`._rest.handle`, with the weight headers on
-every response. WebSocket: the route and its streams (:mod:`._ws_protocol`), the per-connection
-stream cap (a URL with too many streams is refused with HTTP 400), control frames, the incoming
-message-rate limit (close 1008 when exceeded), the 24 h cut (close 1000), and a writer that
-drains the connection's queue filled by :class:`._hub.Hub`.
+every response (and spot's ``X-MBX-TIME-UNIT`` header passed on). WebSocket: the route and its
+streams (:mod:`._ws_protocol`), the per-connection stream cap (a URL with too many streams is
+refused with HTTP 400), control frames, the incoming message-rate limit (close 1008 when
+exceeded, after every reply already due has been sent), the 24 h cut (close 1000), and a
+writer that drains the connection's queue filled by :class:`._hub.Hub`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from bmac_trio.sim._hub import Conn, Hub
 from bmac_trio.sim._ratelimit import Verdict, WeightLimiter
 from bmac_trio.sim._rest import endpoint_of, handle, request_weight
 from bmac_trio.sim._stats import SimStats
-from bmac_trio.sim._ws_protocol import ConnProtocol, parse_route, parse_stream
+from bmac_trio.sim._ws_protocol import ConnProtocol, parse_route
 
 __all__ = ["SimApp"]
 
@@ -37,11 +38,23 @@ _ERROR_BODIES = {
 _HEAVY = frozenset({"klines", "uiKlines", "continuousKlines", "fundingRate"})
 
 
+#: Real seconds a rate-limited connection gets to flush the replies already due.
+_FLUSH_BEFORE_CLOSE_S = 1.0
+
+
 def _answer(
-    ex: Exchange, endpoint: str, pairs: list[tuple[str, str]], now: int
+    ex: Exchange, endpoint: str, pairs: list[tuple[str, str]], now: int, micros: bool
 ) -> tuple[int, bytes]:
-    status, body = handle(ex, endpoint, pairs, now)
+    status, body = handle(ex, endpoint, pairs, now, micros=micros)
     return status, orjson.dumps(body)
+
+
+def _wants_micros(scope: Scope) -> bool:
+    """Spot's ``X-MBX-TIME-UNIT: MICROSECOND`` request header (any case)."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"x-mbx-time-unit":
+            return value.decode("latin-1").strip().upper() == "MICROSECOND"
+    return False
 
 
 class SimApp:
@@ -134,12 +147,15 @@ class SimApp:
             body = {"code": -5000, "msg": f"Path {path}, Method {scope['method']} is invalid"}
             await self._respond(send, 404, body, verdict.used)
             return
+        micros = _wants_micros(scope)
         if endpoint in _HEAVY:
             # Up to 1500 candles are computed per call: off the event loop, so WebSocket
             # pushes keep their timing while a client downloads history.
-            status, payload = await trio.to_thread.run_sync(_answer, self.ex, endpoint, pairs, now)
+            status, payload = await trio.to_thread.run_sync(
+                _answer, self.ex, endpoint, pairs, now, micros
+            )
         else:
-            status, payload = _answer(self.ex, endpoint, pairs, now)
+            status, payload = _answer(self.ex, endpoint, pairs, now, micros)
         await self._respond(send, status, payload, verdict.used)
 
     # ----------------------------------------------------------------------- WebSocket
@@ -165,9 +181,6 @@ class SimApp:
         if route is None:
             await self._reject(send, 404, {"code": -1000, "msg": "Not found."})
             return
-        if any(parse_stream(s, market) is False for s in route.streams):
-            await self._reject(send, 400, {"code": -1100, "msg": "Invalid stream name."})
-            return
         if len(set(route.streams)) > self.hub.max_streams:
             msg_ = f"Too many streams; at most {self.hub.max_streams} per connection."
             await self._reject(send, 400, {"code": -1101, "msg": msg_})
@@ -176,15 +189,21 @@ class SimApp:
         proto = ConnProtocol(market, self.hub.max_streams, route.combined)
         for name in route.streams:
             proto.streams[name] = None
-        conn, outgoing = self.hub.open_conn(proto, route.klines)
+        conn, outgoing = self.hub.open_conn(proto, route.klines, micros=route.micros)
         disconnected = False
         try:
             with conn.scope:
                 self.hub.subscribe(conn, list(proto.streams))
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._writer, outgoing, send)
+                    writer_done = trio.Event()
+                    nursery.start_soon(self._writer, outgoing, send, writer_done)
                     nursery.start_soon(self._lifetime, conn)
                     disconnected = await self._reader(conn, receive)
+                    if not disconnected:
+                        # Rate limit broken: send the replies already queued, then close.
+                        conn.out.close()
+                        with trio.move_on_after(_FLUSH_BEFORE_CLOSE_S):
+                            await writer_done.wait()
                     nursery.cancel_scope.cancel()
         finally:
             self.hub.close_conn(conn)
@@ -224,8 +243,11 @@ class SimApp:
             self.hub.unsubscribe(conn, removed)
             conn.deliver(reply)
 
-    async def _writer(self, outgoing: trio.MemoryReceiveChannel[str], send: Any) -> None:
-        """Drain the connection's queue into the socket.
+    async def _writer(
+        self, outgoing: trio.MemoryReceiveChannel[str], send: Any, done: trio.Event
+    ) -> None:
+        """Drain the connection's queue into the socket; ``done`` once the queue is closed
+        and empty.
 
         Channels: owns and closes ``outgoing``. Cancellation: with the connection.
         """
@@ -233,6 +255,7 @@ class SimApp:
             async for text in outgoing:
                 await send({"type": "websocket.send", "text": text})
                 self.stats.ws_messages_sent += 1
+        done.set()
 
     async def _lifetime(self, conn: Conn) -> None:
         """The 24 h cut (configurable), in exchange time.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,7 +60,9 @@ def sim(
             (COIN-M, /dapi/v1).
         port: TCP port; 0 picks a free one (printed on the first line).
         host: Address to listen on.
-        symbols: How many symbols to generate (ignored with --exchange-info).
+        symbols: How many symbols to generate (ignored with --exchange-info); futures
+            markets add the BTC/ETH next quarters and, on um from 6 on, three TradFi
+            perpetuals (docs/simulator-fidelity.md).
         seed: Seed of the deterministic market data: same seed, same candles.
         exchange_info: Serve the symbols of this exchangeInfo JSON snapshot instead of
             generated ones.
@@ -123,8 +126,34 @@ def sim(
                 async for _ in signals:
                     break
 
+    busy = _port_problem(host, port)
+    if busy is not None:
+        return _error(busy)
     try:
         trio.run(main)
     except (ValueError, OSError) as exc:
         return _error(str(exc))
+    except ExceptionGroup as group:  # the servers' nursery wraps a bind error
+        bind = group.subgroup(lambda e: isinstance(e, OSError | ValueError))
+        if bind is None:
+            raise
+        return _error(str(_first_leaf(bind)))
     return 0
+
+
+def _port_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (checked before the simulator starts), or None."""
+    if port == 0:
+        return None
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return f"cannot listen on {host}:{port}: port in use or refused ({exc.strerror})"
+    return None
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

@@ -10,7 +10,13 @@ Pure (no I/O, no clock of its own): every method takes ``now_ms``. Lifecycle rul
 * delivery contracts expire at their ``deliveryDate`` (08:00 UTC): DELIVERING for ten
   minutes, then DELIVERED; no candle opens at or after it;
 * a maintenance window ``[a, b)``: no candle whose open is inside it exists (REST skips them,
-  as Binance did during its outages).
+  as Binance did during its outages);
+* quarterly contracts of one pair roll: at any time the live one expiring first is
+  CURRENT_QUARTER and the next NEXT_QUARTER; a generated successor is listed (hidden before)
+  when the contract two quarters before it expires, so at each expiry the next quarter becomes
+  current and a new next quarter appears;
+* continuous klines (pair + contract type) take each candle from the contract holding that
+  role when the candle opens.
 """
 
 from __future__ import annotations
@@ -28,12 +34,16 @@ from bmac_trio.sim._market_data import Candle, MarketModel
 from bmac_trio.sim._symbols import (
     PERPETUAL_DELIVERY_MS,
     SymbolSpec,
+    generate_extras,
     generate_symbols,
     generated_spec,
     load_snapshot,
 )
 
-__all__ = ["FUNDING_PERIOD_MS", "Exchange"]
+__all__ = ["FUNDING_PERIOD_MS", "QUARTERS", "Exchange"]
+
+#: Contract types whose holder changes as quarterly contracts expire.
+QUARTERS = ("CURRENT_QUARTER", "NEXT_QUARTER")
 
 FUNDING_PERIOD_MS = 8 * HOUR_MS
 _SETTLING_MS = HOUR_MS
@@ -48,6 +58,11 @@ class _Life:
     maintenance: list[tuple[int, int]] = field(default_factory=list)
 
 
+def pair_of(spec: SymbolSpec) -> str:
+    """A futures symbol's pair (``BTCUSD_260327`` → ``BTCUSD``)."""
+    return str(spec.entry.get("pair") or spec.symbol.split("_")[0])
+
+
 class Exchange:
     """One market's symbols, their statuses over time and their candles."""
 
@@ -59,15 +74,22 @@ class Exchange:
         self.start_ms = start_ms
         self.data_start_ms = hint.add(hint.floor(start_ms), -cfg.history_candles)
         self.snapshot_top: dict[str, Any] | None = None
+        #: Generated quarterlies listed only when the quarters roll (hidden before).
+        self._successors: set[str] = set()
         if isinstance(cfg.symbols, int) and not isinstance(cfg.symbols, bool):
-            specs = generate_symbols(
-                cfg.market, cfg.symbols, cfg.seed, start_ms, self.data_start_ms
-            )
+            args = (cfg.market, cfg.symbols, cfg.seed, start_ms, self.data_start_ms)
+            specs = generate_symbols(*args)
+            listed, successors = generate_extras(*args)
+            specs += listed + successors
+            self._successors = {s.symbol for s in successors}
         else:
             specs, self.snapshot_top = load_snapshot(
                 Path(cfg.symbols), cfg.market, cfg.seed, self.data_start_ms
             )
         self.specs: dict[str, SymbolSpec] = {s.symbol: s for s in specs}
+        self._chains: dict[str, list[SymbolSpec]] = {}
+        self._perpetuals: dict[tuple[str, str], SymbolSpec] = {}
+        self._index_contracts()
         self.life = _Life()
         sc = cfg.scenario
         for symbol, at in sc.listings:
@@ -87,6 +109,8 @@ class Exchange:
         if spec is None:
             spec = generated_spec(self.cfg.market, self.cfg.seed, symbol, at_ms, self.start_ms)
             self.specs[symbol] = spec
+            self._index_contracts()
+        self._successors.discard(symbol)
         self.life.onboard[symbol] = at_ms
         return spec
 
@@ -110,10 +134,65 @@ class Exchange:
             raise ValueError(msg)
         self.life.maintenance.append((start_ms, end_ms))
 
+    # ------------------------------------------------------------------------- contracts
+
+    def _index_contracts(self) -> None:
+        """Quarterly contracts by pair (by expiry) and perpetuals by (pair, contract type)."""
+        self._chains.clear()
+        self._perpetuals.clear()
+        for spec in self.specs.values():
+            if spec.is_delivery:
+                self._chains.setdefault(pair_of(spec), []).append(spec)
+            elif spec.contract_type:
+                self._perpetuals.setdefault((pair_of(spec), spec.contract_type), spec)
+        for chain in self._chains.values():
+            chain.sort(key=lambda s: s.delivery_ms)
+
+    def _live_quarters(self, pair: str, t_ms: int) -> list[SymbolSpec]:
+        """The pair's quarterlies trading at ``t_ms``, the first to expire first."""
+        live = [
+            s
+            for s in self._chains.get(pair, ())
+            if self.onboard_ms(s) <= t_ms < (self.end_ms(s) or PERPETUAL_DELIVERY_MS)
+        ]
+        return sorted(live, key=lambda s: (self.end_ms(s) or PERPETUAL_DELIVERY_MS, s.symbol))
+
+    def contract_type(self, spec: SymbolSpec, now_ms: int) -> str:
+        """The contract type at ``now_ms``: quarterlies move from NEXT to CURRENT_QUARTER."""
+        if not spec.is_delivery:
+            return spec.contract_type
+        at = now_ms
+        end = self.end_ms(spec)
+        if end is not None and now_ms >= end:
+            at = end - 1  # an expired contract keeps the type it expired with
+        live = self._live_quarters(pair_of(spec), at)
+        if spec not in live:
+            return spec.contract_type
+        return QUARTERS[min(live.index(spec), 1)]
+
+    def continuous_spec(self, pair: str, contract_type: str, t_ms: int) -> SymbolSpec | None:
+        """The contract a continuous kline of (pair, contract type) follows at ``t_ms``."""
+        if contract_type not in QUARTERS:
+            return self._perpetuals.get((pair, contract_type))
+        live = self._live_quarters(pair, t_ms)
+        rank = QUARTERS.index(contract_type)
+        return live[rank] if rank < len(live) else None
+
+    def has_continuous(self, pair: str, contract_type: str) -> bool:
+        """Whether (pair, contract type) names a continuous contract of this market."""
+        if contract_type in QUARTERS:
+            return len(self._chains.get(pair, ())) > QUARTERS.index(contract_type)
+        return (pair, contract_type) in self._perpetuals
+
     # ------------------------------------------------------------------------- lifecycle
 
     def onboard_ms(self, spec: SymbolSpec) -> int:
-        """When the symbol starts trading."""
+        """When the symbol starts trading (a successor: when the quarter two before expires)."""
+        if spec.symbol in self._successors:
+            chain = self._chains[pair_of(spec)]
+            i = chain.index(spec)
+            if i >= 2:
+                return self.end_ms(chain[i - 2]) or spec.onboard_ms
         return self.life.onboard.get(spec.symbol, spec.onboard_ms)
 
     def end_ms(self, spec: SymbolSpec) -> int | None:
@@ -137,6 +216,8 @@ class Exchange:
             return spec.static_status
         onboard = self.onboard_ms(spec)
         end = self.end_ms(spec)
+        if now_ms < onboard and spec.symbol in self._successors:
+            return None
         if self.market.name == "spot":
             if now_ms < onboard:
                 return None
@@ -174,6 +255,7 @@ class Exchange:
             if spec.symbol in self.life.delist:
                 delivery = self.life.delist[spec.symbol]
             entry["deliveryDate"] = delivery
+            entry["contractType"] = self.contract_type(spec, now_ms)
             if status == "PENDING_TRADING" and self.market.name == "um":
                 entry["contractType"] = ""
         return entry
@@ -240,6 +322,44 @@ class Exchange:
                     opens.append(t)
                 t = iv.add(t, 1)
         return [self.model.candle(spec, iv, t, now_ms) for t in opens]
+
+    def select_continuous(
+        self,
+        pair: str,
+        contract_type: str,
+        iv: Interval,
+        *,
+        lower: int | None,
+        upper: int | None,
+        limit: int,
+        newest: bool,
+        now_ms: int,
+    ) -> list[tuple[SymbolSpec, Candle]]:
+        """Like :meth:`select` for a continuous contract: each candle with its holder."""
+        if contract_type not in QUARTERS:
+            spec = self._perpetuals[(pair, contract_type)]
+            candles = self.select(
+                spec, iv, lower=lower, upper=upper, limit=limit, newest=newest, now_ms=now_ms
+            )
+            return [(spec, c) for c in candles]
+        chain = self._chains[pair]
+        lo = min(self.first_open(s, iv) for s in chain)
+        hi = iv.floor(now_ms)
+        if lower is not None:
+            start = iv.floor(lower)
+            lo = max(lo, start if start >= lower else iv.add(start, 1))
+        if upper is not None:
+            hi = min(hi, iv.floor(upper))
+        picked: list[tuple[SymbolSpec, int]] = []
+        t, step = (hi, -1) if newest else (lo, 1)
+        while lo <= t <= hi and len(picked) < limit:
+            spec = self.continuous_spec(pair, contract_type, t)
+            if spec is not None and self.exists(spec, iv, t):
+                picked.append((spec, t))
+            t = iv.add(t, step)
+        if newest:
+            picked.reverse()
+        return [(spec, self.model.candle(spec, iv, t, now_ms)) for spec, t in picked]
 
     def ground_truth(
         self, symbol: str, interval: str, now_ms: int, since_ms: int | None = None

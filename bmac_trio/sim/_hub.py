@@ -16,6 +16,10 @@ exchange-time gap is ``max(cadence, min_real_update_s * speed)``; all streams of
 tick together, half a period off the candle boundaries. Silence (a fault or a maintenance
 window) suppresses every frame.
 
+Continuous-kline streams (futures) follow the contract holding the role when each candle
+opens (:meth:`._exchange.Exchange.continuous_spec`); spot ``@+08:00`` streams bucket in UTC+8.
+A connection opened with ``timeUnit=MICROSECOND`` gets its event times in microseconds.
+
 Each connection has a bounded outgoing queue drained by its own writer; a client too slow
 to keep up is disconnected, like Binance does.
 """
@@ -30,15 +34,18 @@ from dataclasses import dataclass, field
 import orjson
 import trio
 
-from bmac_trio.binance.intervals import Interval, parse_interval
+from bmac_trio.binance.intervals import Interval
 from bmac_trio.binance.markets import Market
 from bmac_trio.clock import Clock
 from bmac_trio.sim._config import SimConfig
-from bmac_trio.sim._encode import kline_event
+from bmac_trio.sim._encode import continuous_kline_event, event_in_micros, kline_event
 from bmac_trio.sim._exchange import Exchange
 from bmac_trio.sim._hashing import symbol_key, unit
+from bmac_trio.sim._market_data import Candle
 from bmac_trio.sim._stats import SimStats
-from bmac_trio.sim._ws_protocol import ConnProtocol, KlineStream, parse_stream
+from bmac_trio.sim._symbols import SymbolSpec
+from bmac_trio.sim._ws_protocol import ConnProtocol, ContinuousStream, KlineStream, parse_stream
+from bmac_trio.sim._zones import zoned
 
 __all__ = ["Conn", "Hub"]
 
@@ -59,6 +66,8 @@ class Conn:
     klines: bool
     out: trio.MemorySendChannel[str]
     opened_ms: int
+    #: Event times in microseconds (spot ``timeUnit=MICROSECOND``).
+    micros: bool = False
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     close_code: int = 1000
     close_reason: str = ""
@@ -90,10 +99,12 @@ class Conn:
 @dataclass(eq=False, slots=True)
 class _Stream:
     name: str
+    #: The symbol, or ``<PAIR>_<CONTRACT TYPE>`` of a continuous stream (seeds its delays).
     symbol: str
     interval: str
     iv: Interval
     gap_ms: int
+    continuous: ContinuousStream | None = None
     conns: dict[Conn, None] = field(default_factory=dict)
     closed_upto: int = 0
     last_key: tuple[int, int, int] | None = None
@@ -131,11 +142,11 @@ class Hub:
     # ------------------------------------------------------------------- connections
 
     def open_conn(
-        self, proto: ConnProtocol, klines: bool
+        self, proto: ConnProtocol, klines: bool, *, micros: bool = False
     ) -> tuple[Conn, trio.MemoryReceiveChannel[str]]:
         """Register a connection; returns it and the receive end of its outgoing queue."""
         send, recv = trio.open_memory_channel[str](self.cfg.send_queue_frames)
-        conn = Conn(next(self._cids), proto, klines, send, self.clock.now_ms())
+        conn = Conn(next(self._cids), proto, klines, send, self.clock.now_ms(), micros)
         self.conns[conn.cid] = conn
         self.stats.ws_connections_opened += 1
         return conn, recv
@@ -153,7 +164,7 @@ class Hub:
         now = self.clock.now_ms()
         for name in names:
             parsed = parse_stream(name, self.market)
-            if not isinstance(parsed, KlineStream):
+            if not isinstance(parsed, KlineStream | ContinuousStream):
                 continue
             stream = self.streams.get(name)
             if stream is None:
@@ -170,14 +181,19 @@ class Hub:
             if not stream.conns:
                 del self.streams[name]
 
-    def _new_stream(self, name: str, parsed: KlineStream, now: int) -> _Stream:
-        iv = parse_interval(parsed.interval)
+    def _new_stream(self, name: str, parsed: KlineStream | ContinuousStream, now: int) -> _Stream:
         cadence = self.market.stream_update_ms(parsed.interval)
         real_gap = self.cfg.min_real_update_s
         if real_gap is None:
             real_gap = cadence / 1000
         gap = max(cadence, math.ceil(real_gap * 1000 * self.clock.speed))
-        stream = _Stream(name, parsed.symbol, parsed.interval, iv, gap)
+        if isinstance(parsed, ContinuousStream):
+            key = f"{parsed.pair}_{parsed.contract_type}"
+            iv = zoned(parsed.interval, 0)
+            stream = _Stream(name, key, parsed.interval, iv, gap, continuous=parsed)
+        else:
+            iv = zoned(parsed.interval, parsed.offset_ms)
+            stream = _Stream(name, parsed.symbol, parsed.interval, iv, gap)
         self.streams[name] = stream
         t = iv.floor(now)
         prev = iv.add(t, -1)
@@ -231,19 +247,38 @@ class Hub:
         """No frames at all during a silence fault or a maintenance window."""
         return t_ms < self.silent_until or self.ex.in_maintenance(t_ms)
 
+    def _spec_at(self, stream: _Stream, open_ms: int) -> SymbolSpec | None:
+        """The contract whose candle the stream carries for the candle opening at ``open_ms``."""
+        c = stream.continuous
+        if c is None:
+            return self.ex.specs.get(stream.symbol)
+        return self.ex.continuous_spec(c.pair, c.contract_type, open_ms)
+
+    def _event(self, stream: _Stream, spec: SymbolSpec, candle: Candle, event_ms: int) -> dict:
+        c = stream.continuous
+        if c is None:
+            return kline_event(spec, stream.interval, candle, event_ms)
+        return continuous_kline_event(
+            c.pair, c.contract_type, spec, stream.interval, candle, event_ms
+        )
+
     def _emit(self, stream: _Stream, event: dict, *, closing: bool) -> None:
         targets = [c for c in stream.conns if c.klines]
         if not targets:
             return
-        raw = orjson.dumps(event).decode()
-        combined = f'{{"stream":"{stream.name}","data":{raw}}}'
+        # One text per (combined, micros) form any target needs.
+        texts: dict[tuple[bool, bool], str] = {}
+        for micros in {c.micros for c in targets}:
+            raw = orjson.dumps(event_in_micros(event) if micros else event).decode()
+            texts[False, micros] = raw
+            texts[True, micros] = f'{{"stream":"{stream.name}","data":{raw}}}'
         ff = self.frame_faults
         eligible = closing or not ff.closing_only
         copies, hold = 1, False
         if eligible and ff.malformed:
             ff.malformed -= 1
             self.stats.faults["malformed"] += 1
-            raw, combined = raw[: len(raw) // 2], combined[: len(combined) // 2]
+            texts = {form: text[: len(text) // 2] for form, text in texts.items()}
         elif eligible and ff.duplicates:
             ff.duplicates -= 1
             self.stats.faults["duplicate"] += 1
@@ -253,7 +288,7 @@ class Hub:
             self.stats.faults["out_of_order"] += 1
             hold = True
         for conn in targets:
-            text = combined if conn.proto.combined else raw
+            text = texts[conn.proto.combined, conn.micros]
             for _ in range(copies):
                 if hold:
                     conn.held.append(text)
@@ -270,22 +305,23 @@ class Hub:
             if self.streams.get(stream.name) is not stream:
                 continue
             stream.closed_upto = max(stream.closed_upto, open_ms)
-            spec = ex.specs.get(stream.symbol)
+            spec = self._spec_at(stream, open_ms)
             nxt = stream.iv.add(open_ms, 1)
-            end = ex.end_ms(spec) if spec is not None else None
+            # A continuous contract never ends: its next candle comes from the next holder.
+            end = ex.end_ms(spec) if spec is not None and stream.continuous is None else None
             if end is None or nxt < end:
                 self._schedule(stream, nxt)
             if spec is None or self.silent(due) or not ex.exists(spec, stream.iv, open_ms):
                 continue
             candle = ex.model.closed_candle(spec, stream.iv, open_ms)
-            self._emit(stream, kline_event(spec, stream.interval, candle, due), closing=True)
+            self._emit(stream, self._event(stream, spec, candle, due), closing=True)
 
     def _update(self, stream: _Stream, now: int) -> None:
         ex = self.ex
-        spec = ex.specs.get(stream.symbol)
+        t = stream.iv.floor(now)
+        spec = self._spec_at(stream, t)
         if spec is None:
             return
-        t = stream.iv.floor(now)
         if stream.closed_upto < stream.iv.add(t, -1) or not ex.exists(spec, stream.iv, t):
             return
         if now < ex.onboard_ms(spec):
@@ -296,7 +332,7 @@ class Hub:
             if candle.n == 0 or key == stream.last_key:
                 return
             stream.last_key = key
-        self._emit(stream, kline_event(spec, stream.interval, candle, now), closing=False)
+        self._emit(stream, self._event(stream, spec, candle, now), closing=False)
 
     def _fire_updates(self, now: int) -> None:
         due = [gap for gap, t in self._ticks.items() if t <= now]

@@ -3,8 +3,10 @@
 Validation order and error bodies follow Binance (``{"code": <negative>, "msg": ...}`` with
 HTTP 400): missing parameters -1102, non-numeric numbers -1100, bad limit -1130, bad interval
 -1120, unknown symbol -1121, unknown parameters -1104, duplicates -1101, startTime after
-endTime -1023 (futures), more than 200 days on COIN-M -1127. Rate limiting and faults are
-applied around these functions by the server.
+endTime -1023 (futures), more than 200 days on COIN-M -4088. Spot honours ``timeZone`` on
+klines (buckets shifted, times still UTC) and the ``X-MBX-TIME-UNIT: MICROSECOND`` header
+(``micros``: kline open/close times and ``serverTime`` in microseconds). Rate limiting and
+faults are applied around these functions by the server.
 """
 
 from __future__ import annotations
@@ -15,17 +17,18 @@ from typing import Any
 
 import orjson
 
-from bmac_trio.binance.intervals import DAY_MS, parse_interval
-from bmac_trio.sim._encode import rest_row
+from bmac_trio.binance.intervals import DAY_MS
+from bmac_trio.sim._encode import rest_row, row_in_micros
 from bmac_trio.sim._exchange import FUNDING_PERIOD_MS, Exchange
 from bmac_trio.sim._symbols import SymbolSpec
+from bmac_trio.sim._zones import parse_time_zone, zoned
 
 __all__ = ["ApiError", "handle", "request_weight"]
 
 _NUMBER = re.compile(r"^[0-9]{1,20}$")
 _CM_MAX_SPAN_MS = 200 * DAY_MS
 _MICROS = 10**15
-_UTC_ZONES = frozenset({"", "0", "+0", "-0", "00:00", "+00:00", "-00:00", "0:00"})
+_KLINE_ENDPOINTS = frozenset({"klines", "uiKlines"})
 
 
 class ApiError(Exception):
@@ -188,15 +191,17 @@ def _klines(
     if continuous:
         allowed = (allowed - {"symbol"}) | {"pair", "contractType"}
     p = _Params.parse(pairs, allowed)
+    pair = ctype = symbol = ""
     if continuous:
         pair = p.required("pair")
         ctype = p.required("contractType")
-        symbol = _continuous_symbol(ex, pair, ctype, now_ms)
+        if not ex.has_continuous(pair, ctype):
+            raise ApiError(-1121, "Invalid symbol.")
     else:
         symbol = p.required("symbol")
     interval = p.required("interval")
-    if p.values.get("timeZone", "0") not in _UTC_ZONES:
-        # Binance shifts buckets by the zone; the simulator serves UTC buckets only.
+    offset = parse_time_zone(p.values.get("timeZone") or "0")
+    if offset is None:
         raise ApiError(-1130, "Data sent for parameter 'timeZone' is not valid.")
     start = p.number("startTime")
     end = p.number("endTime")
@@ -207,8 +212,8 @@ def _klines(
     limit = _limit(p, m.kline_default_limit, m.kline_max_limit)
     if interval not in m.intervals:
         raise ApiError(-1120, "Invalid interval.")
-    spec = _symbol(ex, symbol, now_ms)
-    iv = parse_interval(interval)
+    spec = None if continuous else _symbol(ex, symbol, now_ms)
+    iv = zoned(interval, offset)
     if start is not None and end is not None and start > end:
         if m.is_futures:
             raise ApiError(-1023, "Start time is greater than end time.")
@@ -219,17 +224,12 @@ def _klines(
         if start is not None and end is None:
             end = min(start + _CM_MAX_SPAN_MS, now_ms)
         if start is not None and end is not None and end - start > _CM_MAX_SPAN_MS:
-            raise ApiError(-1127, "More than 200 days between startTime and endTime.")
-    candles = ex.select(spec, iv, lower=start, upper=end, limit=limit, newest=newest, now_ms=now_ms)
-    return [rest_row(spec, c) for c in candles]
-
-
-def _continuous_symbol(ex: Exchange, pair: str, ctype: str, now_ms: int) -> str:
-    for spec in ex.specs.values():
-        same = spec.symbol.split("_")[0] == pair and spec.contract_type == ctype
-        if same and ex.is_trading(spec, now_ms):
-            return spec.symbol
-    raise ApiError(-1121, "Invalid symbol.")
+            raise ApiError(-4088, "Maximum time interval is 200 days.")
+    window = {"lower": start, "upper": end, "limit": limit, "newest": newest, "now_ms": now_ms}
+    if spec is not None:
+        return [rest_row(spec, c) for c in ex.select(spec, iv, **window)]
+    # Each candle of a continuous contract comes from (and is formatted as) its holder.
+    return [rest_row(held, c) for held, c in ex.select_continuous(pair, ctype, iv, **window)]
 
 
 def _premium_entry(ex: Exchange, spec: SymbolSpec, now_ms: int) -> dict[str, Any]:
@@ -315,6 +315,15 @@ def _time(ex: Exchange, pairs: list[tuple[str, str]], now_ms: int) -> Any:
     return {"serverTime": now_ms}
 
 
+def _in_micros(endpoint: str, body: Any) -> Any:
+    """Spot's answer under ``X-MBX-TIME-UNIT: MICROSECOND``: every time field in µs."""
+    if endpoint in _KLINE_ENDPOINTS:
+        return [row_in_micros(r) for r in body]
+    if isinstance(body, dict) and "serverTime" in body:
+        return {**body, "serverTime": body["serverTime"] * 1000}
+    return body
+
+
 _SPOT = {"ping": _ping, "time": _time, "exchangeInfo": _exchange_info, "klines": _klines,
          "uiKlines": _klines}  # fmt: skip
 _FUTURES = {
@@ -339,11 +348,19 @@ def endpoint_of(ex: Exchange, path: str) -> str | None:
 
 
 def handle(
-    ex: Exchange, endpoint: str, pairs: list[tuple[str, str]], now_ms: int
+    ex: Exchange,
+    endpoint: str,
+    pairs: list[tuple[str, str]],
+    now_ms: int,
+    *,
+    micros: bool = False,
 ) -> tuple[int, Any]:
-    """Answer one GET request: ``(http_status, json_body)``."""
+    """Answer one GET request: ``(http_status, json_body)``; ``micros`` only counts on spot."""
     table = _FUTURES if ex.market.is_futures else _SPOT
     try:
-        return 200, table[endpoint](ex, pairs, now_ms)
+        body = table[endpoint](ex, pairs, now_ms)
     except ApiError as err:
         return err.status, err.body()
+    if micros and not ex.market.is_futures:
+        body = _in_micros(endpoint, body)
+    return 200, body

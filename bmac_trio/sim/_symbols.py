@@ -21,6 +21,7 @@ from bmac_trio.sim._spec import PERPETUAL_DELIVERY_MS, SymbolSpec
 __all__ = [
     "PERPETUAL_DELIVERY_MS",
     "SymbolSpec",
+    "generate_extras",
     "generate_symbols",
     "generated_spec",
     "load_snapshot",
@@ -215,3 +216,51 @@ def generate_symbols(
         onboard = _onboard(seed, name, data_start_ms)
         out.append(_spec(market, seed, name, base, quote, ctype, onboard, delivery))
     return out
+
+
+#: UM TradFi perpetuals (contractType TRADIFI_PERPETUAL): name, base, price level.
+_TRADIFI = (("TSLAUSDT", "TSLA", 420.0), ("XAUUSDT", "XAU", 4000.0), ("SPYUSDT", "SPY", 650.0))
+#: Quarterly contracts generated ahead of the first two, listed as the quarters roll.
+_SUCCESSORS = 4
+
+
+def generate_extras(
+    market: str, count: int, seed: int, now_ms: int, data_start_ms: int
+) -> tuple[list[SymbolSpec], list[SymbolSpec]]:
+    """Symbols that come on top of :func:`generate_symbols`' ``count``: ``(listed, successors)``.
+
+    Listed now: UM's NEXT_QUARTER BTC/ETH contracts (with their CURRENT_QUARTER siblings, so
+    ``count`` keeps naming the same symbols) and, from six symbols on, a few UM TradFi
+    perpetuals. Successors: the next quarterly BTC/ETH contracts of UM and COIN-M, each listed
+    when the contract two quarters before it expires (see :class:`._exchange.Exchange`).
+    """
+    expiries = quarterly_expiries(now_ms, 2 + _SUCCESSORS)
+    perp = PERPETUAL_DELIVERY_MS
+    listed: list[SymbolSpec] = []
+    successors: list[SymbolSpec] = []
+    if market not in ("um", "cm"):
+        return listed, successors
+    quote = "USDT" if market == "um" else "USD"
+    # Counts from which generate_symbols lists the pair's current (UM) or both (COIN-M)
+    # quarterlies: the fixed lists there.
+    btc_from, eth_from = {"um": (3, 4), "cm": (4, 6)}[market]
+    families = [("BTC", 60000.0, btc_from), ("ETH", 3000.0, eth_from)]
+    for base, level, needed in families:
+        if count < needed:
+            continue
+        for k, expiry in enumerate(expiries):
+            if k == 0 or (k == 1 and market == "cm"):
+                continue  # generate_symbols has them
+            name = f"{base}{quote}_{_yymmdd(expiry)}"
+            ctype = "NEXT_QUARTER"
+            onboard = _onboard(seed, name, data_start_ms)
+            spec = _spec(market, seed, name, base, quote, ctype, onboard, expiry,
+                         level * (1 + 0.01 * (k + 1)))  # fmt: skip
+            (listed if k == 1 else successors).append(spec)
+    if market == "um" and count >= 6:
+        for name, base, level in _TRADIFI:
+            onboard = _onboard(seed, name, data_start_ms)
+            listed.append(
+                _spec(market, seed, name, base, "USDT", "TRADIFI_PERPETUAL", onboard, perp, level)
+            )
+    return listed, successors

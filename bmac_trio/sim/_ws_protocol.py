@@ -2,9 +2,14 @@
 
 * Routes: ``/ws/<s1>/<s2>`` (raw) and ``/stream?streams=<s1>/<s2>`` (combined), also without
   streams; USDⓈ-M puts them behind ``/market`` (klines), ``/public`` or ``/private``, and an
-  unrouted UM connection is accepted but gets no kline data (Binance's 2026 routing).
-* Stream names are lower-case: ``<symbol>@kline_<interval>``; other well-formed names are
-  accepted and never produce data; malformed or upper-case ones are "invalid stream".
+  unrouted UM connection is accepted but gets no kline data (Binance's 2026 routing). A path
+  segment that is no valid stream name (ccxt.pro's ``/ws/0``) is accepted and subscribes
+  nothing, like an empty or unknown ``streams=`` list. Spot's ``timeUnit=MICROSECOND`` query
+  parameter switches the connection's event times to microseconds.
+* Stream names are lower-case: ``<symbol>@kline_<interval>``, spot's UTC+8 variant
+  ``<symbol>@kline_<interval>@+08:00``, futures' ``<pair>_<contract>@continuousKline_<interval>``;
+  other well-formed names are accepted and never produce data; malformed or upper-case ones
+  are "invalid stream".
 * Control frames: SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS / SET_PROPERTY / GET_PROPERTY
   with replies ``{"result":...,"id":...}`` and errors ``{"error":{"code","msg"},"id":...}``
   (codes 0 unknown property, 1 bad value type, 2 invalid request, 3 invalid JSON).
@@ -16,16 +21,30 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import unquote
 
 import orjson
 
 from bmac_trio.binance.markets import Market
 
-__all__ = ["ConnProtocol", "KlineStream", "Route", "parse_route", "parse_stream"]
+__all__ = [
+    "ConnProtocol",
+    "ContinuousStream",
+    "KlineStream",
+    "Route",
+    "parse_route",
+    "parse_stream",
+]
 
 _STREAM = re.compile(r"^[a-z0-9_!]+@[a-z0-9_@.:+!A-Z-]+$")
-_KLINE = re.compile(r"^([a-z0-9_]+)@kline_([0-9]+[smhdwM])$")
+_KLINE = re.compile(r"^([a-z0-9_]+)@kline_([0-9]+[smhdwM])(@\+08:00)?$")
+_CONTINUOUS = re.compile(r"^([a-z0-9]+)_([a-z_]+)@continuousKline_([0-9]+[smhdwM])$")
+_CONTRACT_TYPES = {
+    "um": frozenset({"PERPETUAL", "CURRENT_QUARTER", "NEXT_QUARTER", "TRADIFI_PERPETUAL"}),
+    "cm": frozenset({"PERPETUAL", "CURRENT_QUARTER", "NEXT_QUARTER"}),
+}
+#: Spot's ``@+08:00`` kline streams bucket candles in UTC+8.
+UTC8_MS = 8 * 3_600_000
 _SPOT_ID = re.compile(r"^[A-Za-z0-9]{1,36}$")
 _METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 _UM_ROUTES = ("/market", "/public", "/private")
@@ -37,6 +56,17 @@ class KlineStream:
 
     symbol: str
     interval: str
+    #: Bucket offset from UTC (spot ``@+08:00``: 8 h); times in events stay UTC epochs.
+    offset_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ContinuousStream:
+    """A continuous-contract kline stream: upper-case ``pair`` and contract type."""
+
+    pair: str
+    contract_type: str
+    interval: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,18 +77,27 @@ class Route:
     streams: tuple[str, ...]
     #: False on USDⓈ-M connections outside ``/market``: kline streams stay silent.
     klines: bool
+    #: Spot ``timeUnit=MICROSECOND``: event times in microseconds.
+    micros: bool = False
 
 
-def parse_stream(name: object, market: Market) -> KlineStream | bool | None:
-    """A :class:`KlineStream`, ``True`` for another valid name, ``False`` if invalid."""
+def parse_stream(name: object, market: Market) -> KlineStream | ContinuousStream | bool:
+    """A kline or continuous-kline stream, ``True`` for another valid name, ``False`` if invalid."""
     if not isinstance(name, str) or not _STREAM.match(name):
         return False
     m = _KLINE.match(name)
-    if m is None:
-        return "@kline_" not in name
-    if m.group(2) not in market.intervals:
-        return False
-    return KlineStream(m.group(1).upper(), m.group(2))
+    if m is not None:
+        zoned = m.group(3) is not None
+        if m.group(2) not in market.intervals or (zoned and market.is_futures):
+            return False
+        return KlineStream(m.group(1).upper(), m.group(2), UTC8_MS if zoned else 0)
+    c = _CONTINUOUS.match(name)
+    if c is not None:
+        ctype = c.group(2).upper()
+        if ctype not in _CONTRACT_TYPES.get(market.name, ()) or c.group(3) not in market.intervals:
+            return False
+        return ContinuousStream(c.group(1).upper(), ctype, c.group(3))
+    return "@kline_" not in name and "@continuousKline_" not in name
 
 
 def parse_route(market: Market, path: str, query_string: bytes) -> Route | None:
@@ -71,17 +110,25 @@ def parse_route(market: Market, path: str, query_string: bytes) -> Route | None:
                 path = path[len(prefix) :]
                 klines = prefix == "/market"
                 break
-    if path in ("/ws", "/ws/"):
-        return Route(combined=False, streams=(), klines=klines)
-    if path.startswith("/ws/"):
-        streams = tuple(s for s in path[4:].split("/") if s)
-        return Route(combined=False, streams=streams, klines=klines)
-    if path in ("/stream", "/stream/"):
-        query = parse_qs(query_string.decode("latin-1"), keep_blank_values=True)
-        raw = query.get("streams", [""])[0]
-        streams = tuple(s for s in raw.split("/") if s)
-        return Route(combined=True, streams=streams, klines=klines)
-    return None
+    # Not parse_qs: a "+" is literal here (``btcusdt@kline_1d@+08:00``), not a space.
+    query: dict[str, list[str]] = {}
+    for part in query_string.decode("latin-1").split("&"):
+        key, _, value = part.partition("=")
+        query.setdefault(unquote(key), []).append(unquote(value))
+    unit = query.get("timeUnit", [""])[0]
+    micros = market.name == "spot" and unit.upper() == "MICROSECOND"
+    raw: str | None = None
+    combined = False
+    if path == "/ws" or path.startswith("/ws/"):
+        raw = path[4:]
+    elif path in ("/stream", "/stream/"):
+        raw, combined = query.get("streams", [""])[0], True
+    if raw is None:
+        return None
+    # Names that are no valid stream (ccxt.pro's ``/ws/0``) subscribe nothing, as on Binance.
+    names = (s for s in raw.split("/") if s)
+    streams = tuple(s for s in names if parse_stream(s, market) is not False)
+    return Route(combined=combined, streams=streams, klines=klines, micros=micros)
 
 
 def _encode(obj: Any) -> str:

@@ -1,26 +1,37 @@
 """Atomic file writes: a reader sees the old file or the new one, never a torn one.
 
 The data goes to a temp file in the same directory (``.<name>.<random>.tmp``, invisible to
-``*.pqt`` globs), is flushed and fsynced, then renamed over the old file with ``os.replace``,
+``*.pqt`` globs), created with mode 0666 so that the kernel applies the process umask (0644
+under 022, as BMAC's plain writes; ``tempfile.mkstemp`` would force 0600 and lock the readers'
+user out), is flushed and fsynced, then renamed over the old file with ``os.replace``,
 and the directory is fsynced. A failure of any step raises :class:`StorageError` naming the
 path and the cause, removes the temp file and leaves the previous file as it was. A process
 killed half-way leaves at most a temp file, which :func:`cleanup_temp_files` removes at start.
 
 ``durable=False`` skips the fsyncs: still atomic for readers and against a killed process, but
 not against a power cut.
+
+``write_frame_atomic(..., pandas_index="candle_end_time")`` also stores pandas' index metadata
+(the ``pandas`` schema key pyarrow writes for ``DataFrame.to_parquet``), so a plain
+``pd.read_parquet(path)`` / ``pd.read_feather(path)`` gives a frame indexed by that column, as
+BMAC's files did; polars and pyarrow readers ignore it and still see the column.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+import orjson
 import polars as pl
+import pyarrow as pa
+import pyarrow.ipc as pa_ipc
+import pyarrow.parquet as pq
 
 from bmac_trio.errors import StorageError
 from bmac_trio.store.layout import SaveType
@@ -38,6 +49,8 @@ __all__ = [
 TEMP_SUFFIX: Final = ".tmp"
 _PARQUET_COMPRESSION: Final = "snappy"  # pandas' default, as BMAC wrote
 _FEATHER_COMPRESSION: Final = "lz4"  # pandas' to_feather default, as BMAC wrote
+#: Asked of the kernel, which removes the umask's bits (what ``open(path, "w")`` does).
+_FILE_MODE: Final = 0o666
 
 
 class WriteStages:
@@ -78,6 +91,18 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new, empty temp file beside ``path``; its mode is 0666 minus the umask."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        try:
+            return os.open(tmp, flags, _FILE_MODE), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temp file name beside {path}")
+
+
 def _atomic(
     path: Path,
     write: Callable[[Path], None],
@@ -87,12 +112,9 @@ def _atomic(
 ) -> None:
     path = Path(path)
     try:
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent
-        )
+        fd, tmp = _create_temp(path)
     except OSError as exc:
         raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    tmp = Path(tmp_name)
     try:
         os.close(fd)
         write(tmp)
@@ -112,7 +134,7 @@ def _atomic(
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if isinstance(exc, OSError | pl.exceptions.PolarsError):
+        if isinstance(exc, OSError | pl.exceptions.PolarsError | pa.ArrowException):
             cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise StorageError(f"cannot write {path}: {cause}") from exc
         raise
@@ -125,41 +147,96 @@ def _atomic(
             stages.mark("dir_fsync")
 
 
+def _pandas_metadata(schema: pa.Schema, index: str) -> bytes:
+    """pandas' ``pandas`` schema metadata for a frame indexed by the column ``index``.
+
+    Built by hand (pandas is not a dependency of the recorder) for the types candle files hold:
+    timestamps and numbers.
+
+    Raises:
+        ValueError: a column of another type.
+    """
+    columns = []
+    for field in schema:
+        kind = field.type
+        if pa.types.is_timestamp(kind):
+            numpy_type = f"datetime64[{kind.unit}]"
+            pandas_type = "datetimetz" if kind.tz else "datetime"
+            extra = {"timezone": kind.tz} if kind.tz else None
+        elif pa.types.is_floating(kind) or pa.types.is_integer(kind):
+            numpy_type = pandas_type = kind.to_pandas_dtype().__name__
+            extra = None
+        else:
+            raise ValueError(f"no pandas index metadata for column {field.name} ({kind})")
+        columns.append(
+            {
+                "name": field.name,
+                "field_name": field.name,
+                "pandas_type": pandas_type,
+                "numpy_type": numpy_type,
+                "metadata": extra,
+            }
+        )
+    return orjson.dumps(
+        {
+            "index_columns": [index],
+            "column_indexes": [],
+            "columns": columns,
+            "creator": {"library": "bmac-trio"},
+            "pandas_version": "2.2.1",
+        }
+    )
+
+
+def _write_with_pandas_index(df: pl.DataFrame, tmp: Path, save_type: SaveType, index: str) -> None:
+    table = df.to_arrow()
+    table = table.replace_schema_metadata({"pandas": _pandas_metadata(table.schema, index)})
+    if save_type == "parquet":
+        # no dictionary pages: float candles do not repeat, and skipping them is faster
+        pq.write_table(table, tmp, compression=_PARQUET_COMPRESSION, use_dictionary=False)
+        return
+    options = pa_ipc.IpcWriteOptions(compression=_FEATHER_COMPRESSION)
+    with pa_ipc.new_file(tmp, table.schema, options=options) as writer:
+        writer.write_table(table)
+
+
 def write_frame_atomic(
     df: pl.DataFrame,
     path: Path,
     save_type: SaveType,
     *,
     durable: bool = True,
+    pandas_index: str | None = None,
     stages: WriteStages | None = None,
     sync_dir: bool = True,
 ) -> None:
     """Write ``df`` as parquet (``.pqt``) or feather/Arrow IPC v2 (``.fea``), atomically.
 
-    ``sync_dir=False`` leaves the directory's fsync to the caller, who syncs it once for a
-    batch of writes (the file itself is still fsynced before the rename).
+    ``pandas_index`` names a column plain pandas readers should make the index (module
+    docstring). ``sync_dir=False`` leaves the directory's fsync to the caller, who syncs it
+    once for a batch of writes (the file itself is still fsynced before the rename).
 
     Raises:
         StorageError: the disk refused (full, read-only, permissions); the old file is intact.
     """
-    if save_type == "parquet":
-        _atomic(
-            path,
-            lambda tmp: df.write_parquet(tmp, compression=_PARQUET_COMPRESSION),
-            durable,
-            stages,
-            sync_dir,
-        )
-    elif save_type == "feather":
-        _atomic(
-            path,
-            lambda tmp: df.write_ipc(tmp, compression=_FEATHER_COMPRESSION),
-            durable,
-            stages,
-            sync_dir,
-        )
-    else:
+    if save_type not in ("parquet", "feather"):
         raise ValueError(f"unknown save_type {save_type!r}")
+    write: Callable[[Path], None]
+    if pandas_index is not None:
+        index = pandas_index
+
+        def write(tmp: Path) -> None:
+            _write_with_pandas_index(df, tmp, save_type, index)
+    elif save_type == "parquet":
+
+        def write(tmp: Path) -> None:
+            df.write_parquet(tmp, compression=_PARQUET_COMPRESSION)
+    else:
+
+        def write(tmp: Path) -> None:
+            df.write_ipc(tmp, compression=_FEATHER_COMPRESSION)
+
+    _atomic(path, write, durable, stages, sync_dir)
 
 
 def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:

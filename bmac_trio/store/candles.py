@@ -85,6 +85,7 @@ from bmac_trio.store.layout import (
 __all__ = [
     "EXGINFO_FILE",
     "FUNDING_FILE",
+    "PANDAS_INDEX",
     "TEMP_SUFFIX",
     "CandleStore",
     "ExginfoStore",
@@ -95,6 +96,8 @@ __all__ = [
 
 LOGGER = logging.getLogger("bmac_trio.storage")
 MAX_MANIFESTS: Final = 1000
+#: Plain ``pd.read_parquet`` / ``pd.read_feather`` make this column the index, as in BMAC.
+PANDAS_INDEX: Final = "candle_end_time"
 _READY_RE: Final = re.compile(r"^(?P<symbol>.+)_(?P<label>\d{8}_\d{6})\.ready$")
 _LABEL_RE: Final = re.compile(r"^\d{8}_\d{6}\.json$")
 
@@ -305,7 +308,13 @@ class CandleStore:
         if frame.schema != CANDLE_SCHEMA:
             raise ValueError(f"{symbol}: frame schema {frame.schema} is not CANDLE_SCHEMA")
         write_frame_atomic(
-            frame, path, self.save_type, durable=self.durable, stages=stages, sync_dir=False
+            frame,
+            path,
+            self.save_type,
+            durable=self.durable,
+            pandas_index=PANDAS_INDEX,
+            stages=stages,
+            sync_dir=False,
         )
         if run_time_ms is None or not _holds_end(frame, run_time_ms):
             return False

@@ -4,24 +4,30 @@ Everything is validated before anything is written: a bad file raises :class:`Co
 one message naming the key, the bad value and what is allowed (BMAC accepted anything and failed
 later, e.g. ``1d`` crashed at the first period). Decisions that differ from BMAC:
 
-* unknown keys are refused (BMAC ignored them silently, so a typo such as ``num_candle`` went
-  unnoticed); ``bool`` is not accepted where an ``int`` is expected;
-* ``funding_rate: true`` on a spot trade type is a config error (BMAC forced it to false with a
-  warning), because spot has no funding rate and silently ignoring it hides a mistake;
+* a config BMAC accepted still starts, but nothing is ignored silently: an unknown key (BMAC
+  ignored it, so a typo such as ``num_candle`` went unnoticed) and ``funding_rate: true`` on a
+  spot trade type (BMAC forced it to false) are kept in :attr:`Config.warnings`, which ``run``
+  logs and ``check`` prints, with "did you mean 'num_candles'?" for a near miss;
+* a key written twice (``"interval"`` twice: JSON parsers silently keep the last) is refused;
+  ``bool`` is not accepted where an ``int`` is expected;
 * ``keep_symbols`` must be a non-empty list of safe symbol names (an empty list would record
   nothing);
 * ``msg_sender`` accepts BMAC PR #8's ``{"type": "dingding"|"wechat_work", "<channel>": {...}}``
   plus ``"type": "webhook"`` whose channels carry ``{"url": ...}``;
 * new keys: ``rest_url`` / ``ws_url`` (base URLs to which Binance's own paths are appended;
   default: the market's Binance hosts) and ``timezone`` (the zone of ready-file names; default
-  Asia/Hong_Kong, as in BMAC).
+  Asia/Hong_Kong, as in BMAC), and ``publish`` (the live bus's endpoints, docs/bus.md).
 """
 
 from __future__ import annotations
 
+import difflib
+import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -42,7 +48,14 @@ from bmac_trio.store.layout import (
     exginfo_dir,
 )
 
-__all__ = ["CONFIG_FILE", "KNOWN_KEYS", "Config", "load_config", "parse_config"]
+__all__ = [
+    "CONFIG_FILE",
+    "KNOWN_KEYS",
+    "Config",
+    "default_publish_endpoint",
+    "load_config",
+    "parse_config",
+]
 
 CONFIG_FILE: Final = "config.json"
 NUM_CANDLES_MAX: Final = 10_000
@@ -70,8 +83,12 @@ KNOWN_KEYS: Final = frozenset(
         "rest_url",
         "ws_url",
         "timezone",
+        "publish",
     }
 )
+#: Longest ipc:// path libzmq can bind (a Unix socket path, 107 bytes on Linux, minus margin).
+MAX_IPC_PATH: Final = 100
+_PUBLISH_SCHEMES: Final = ("ipc://", "tcp://")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,6 +114,17 @@ class Config:
     rest_url: str = ""
     ws_url: str = ""
     timezone: ZoneInfo = _DEFAULT_ZONE
+    #: What was ignored (unknown keys, spot funding): ``run`` logs them, ``check`` prints them.
+    warnings: tuple[str, ...] = ()
+    #: The live bus's endpoints; None: the default ``ipc://<base_dir>/bmac.sock``; (): off.
+    publish: tuple[str, ...] | None = None
+
+    @property
+    def publish_endpoints(self) -> tuple[str, ...]:
+        """Where the live bus publishes (empty: ``"publish": false``)."""
+        if self.publish is None:
+            return (default_publish_endpoint(self.base_dir),)
+        return self.publish
 
     @property
     def market(self) -> Market:
@@ -130,6 +158,16 @@ class Config:
         }
 
 
+def default_publish_endpoint(base_dir: Path) -> str:
+    """``ipc://<base_dir>/bmac.sock``; when that path is too long for a Unix socket, an
+    abstract (Linux) socket named after the directory, ``ipc://@bmac-<hash>.sock``."""
+    path = Path(base_dir).resolve() / "bmac.sock"
+    if len(str(path).encode()) <= MAX_IPC_PATH:
+        return f"ipc://{path}"
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:24]
+    return f"ipc://@bmac-{digest}.sock"
+
+
 def load_config(base_dir: Path) -> Config:
     """Read and validate ``<base_dir>/config.json``.
 
@@ -148,6 +186,7 @@ def load_config(base_dir: Path) -> Config:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    json.loads(raw, object_pairs_hook=partial(_refuse_duplicates, source=str(path)))
     return parse_config(data, base_dir=Path(base_dir), source=str(path))
 
 
@@ -155,13 +194,7 @@ def parse_config(data: object, *, base_dir: Path, source: str = CONFIG_FILE) -> 
     """Validate an already decoded config object (see :func:`load_config`)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: must hold a JSON object, got {_short(data)}")
-    unknown = sorted(set(data) - KNOWN_KEYS)
-    if unknown:
-        key = unknown[0]
-        raise ConfigError(
-            f"{source}: unknown key {key!r} (value {_short(data[key])}); "
-            f"allowed keys: {', '.join(sorted(KNOWN_KEYS))}"
-        )
+    warnings = [_unknown_key_warning(source, key) for key in sorted(set(data) - KNOWN_KEYS)]
 
     def bad(key: str, allowed: str) -> ConfigError:
         return ConfigError(f"{source}: bad {key!r}: {_short(data.get(key))}; allowed: {allowed}")
@@ -189,7 +222,11 @@ def parse_config(data: object, *, base_dir: Path, source: str = CONFIG_FILE) -> 
     if not isinstance(funding_rate, bool):
         raise bad("funding_rate", "true or false")
     if funding_rate and not market.is_futures:
-        raise bad("funding_rate", f"false for {trade_type_name} (spot has no funding rate)")
+        warnings.append(
+            f"{source}: 'funding_rate' true ignored for {trade_type_name} "
+            "(spot has no funding rate; no funding file is written)"
+        )
+        funding_rate = False
 
     keep = data.get("keep_symbols")
     keep_symbols: frozenset[str] | None = None
@@ -250,6 +287,8 @@ def parse_config(data: object, *, base_dir: Path, source: str = CONFIG_FILE) -> 
     except (ValueError, ZoneInfoNotFoundError):
         raise bad("timezone", 'an IANA time zone name such as "Asia/Hong_Kong" or "UTC"') from None
 
+    publish = _publish(data, bad)
+
     return Config(
         base_dir=Path(base_dir),
         interval=interval,
@@ -268,7 +307,54 @@ def parse_config(data: object, *, base_dir: Path, source: str = CONFIG_FILE) -> 
         rest_url=rest_url,
         ws_url=ws_url,
         timezone=timezone,
+        warnings=tuple(warnings),
+        publish=publish,
     )
+
+
+def _unknown_key_warning(source: str, key: object) -> str:
+    near = difflib.get_close_matches(str(key), sorted(KNOWN_KEYS), n=1)
+    hint = f"did you mean {near[0]!r}?" if near else f"known keys: {', '.join(sorted(KNOWN_KEYS))}"
+    return f"{source}: unknown key {key!r} ignored ({hint})"
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]], *, source: str) -> dict[str, Any]:
+    """``object_pairs_hook``: a key written twice is refused (parsers keep the last silently)."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            msg = (
+                f"{source}: key {key!r} appears twice ({_short(seen[key])} and {_short(value)}); "
+                "keep one"
+            )
+            raise ConfigError(msg)
+        seen[key] = value
+    return seen
+
+
+def _publish(data: Mapping[str, Any], bad: Any) -> tuple[str, ...] | None:
+    value = data.get("publish")
+    if value is None or value is True:
+        return None
+    if value is False:
+        return ()
+    allowed = (
+        f"false, null (ipc://<base_dir>/bmac.sock) or a non-empty list of ipc://<path> (at most "
+        f"{MAX_IPC_PATH} bytes) or tcp://<host>:<port> endpoints"
+    )
+    if not isinstance(value, list) or not value:
+        raise bad("publish", allowed)
+    for endpoint in value:
+        if not isinstance(endpoint, str) or not endpoint.startswith(_PUBLISH_SCHEMES):
+            raise bad("publish", allowed)
+        rest = endpoint.split("://", 1)[1]
+        if endpoint.startswith("ipc://") and not 0 < len(rest.encode()) <= MAX_IPC_PATH:
+            raise bad("publish", allowed)
+        if endpoint.startswith("tcp://"):
+            host, _, port = rest.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65535:
+                raise bad("publish", allowed)
+    return tuple(value)
 
 
 def _int(data: Mapping[str, Any], key: str, default: int, lo: int, hi: int, bad: Any) -> int:

@@ -13,6 +13,7 @@ manifest per period and a place for delisted history::
         <SYMBOL>_<YYYYmmdd_HHMMSS>.ready    the period end the data file now includes
         _periods/<YYYYmmdd_HHMMSS>.json     per-period manifest: complete and missing symbols
         _delisted/<SYMBOL>.<ext>            history of symbols that stopped trading
+        _other_save_type/<SYMBOL>.<ext>     files of the previous save_type, once adopted
     <base>/exginfo_<interval>/
         bmac_meta.json
         exginfo.pqt + exginfo_<ts>.ready
@@ -43,6 +44,7 @@ __all__ = [
     "LOCK_FILE",
     "MANIFEST_DIR",
     "META_FILE",
+    "OTHER_SAVE_TYPE_DIR",
     "STATUS_FILE",
     "SaveType",
     "candle_dir",
@@ -64,6 +66,8 @@ STATUS_FILE: Final = "bmac_status.json"
 LOCK_FILE: Final = ".bmac.lock"
 MANIFEST_DIR: Final = "_periods"
 DELISTED_DIR: Final = "_delisted"
+#: Where a start moves data files of the other save type after adopting them as history.
+OTHER_SAVE_TYPE_DIR: Final = "_other_save_type"
 
 
 def candle_dir(base: Path, trade_type: str, interval: str) -> Path:

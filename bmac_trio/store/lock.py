@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from bmac_trio.errors import LockHeld
+from bmac_trio.errors import LockHeld, StorageError
 from bmac_trio.store.layout import LOCK_FILE
 
 __all__ = ["Lock", "acquire_lock"]
@@ -60,10 +60,13 @@ def acquire_lock(base_dir: Path) -> Lock:
 
     Raises:
         LockHeld: another process holds it (the message names its pid).
-        OSError: the lock file cannot be created.
+        StorageError: the lock file cannot be opened (the message names it and the cause).
     """
     path = Path(base_dir) / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise StorageError(f"cannot open the lock file {path}: {exc.strerror or exc}") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -37,7 +37,10 @@ def test_futures_kline_weight_by_limit(limit: int, weight: int) -> None:
 
 def test_all_eleven_trade_types_resolve() -> None:
     names = [*TRADE_TYPES, "usdt_swap", "coin_swap"]
-    assert len(names) == 11
+    assert len(names) == 12  # BMAC's eleven and usdt_tradifi_perp
+    tradifi = resolve_trade_type("usdt_tradifi_perp")
+    assert (tradifi.market, tradifi.contract_types) == (UM, frozenset({"TRADIFI_PERPETUAL"}))
+    assert TRADE_TYPES["usdt_perp"].contract_types == frozenset({"PERPETUAL"})
     assert resolve_trade_type("usdt_swap") is TRADE_TYPES["usdt_perp"]
     assert resolve_trade_type("coin_swap").market is CM
     assert resolve_trade_type("usdt_deli").is_delivery

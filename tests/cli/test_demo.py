@@ -32,8 +32,11 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr[-4000:]
     stdout, stderr = out.stdout, out.stderr
-    sim_line = r"Simulated UM market on http://127\.0\.0\.1:\d+: 12 symbols trading, 1m candles"
-    assert re.search(sim_line, stdout)
+    sim_line = r"Simulated UM market on http://127\.0\.0\.1:\d+: (\d+) symbols trading, 1m candles"
+    trading = re.search(sim_line, stdout)
+    assert trading is not None
+    # the 12 generated symbols, plus the contracts a futures market adds on top of the count
+    assert int(trading[1]) >= 12
     selected = int(re.findall(r"History of (\d+) usdt_perp symbols on disk", stdout)[0])
     assert 5 <= selected <= 12  # the USDT perpetuals among the simulated symbols
     # the history download (plain progress lines: the output is not a terminal here)
@@ -60,10 +63,12 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         assert frame["candle_begin_time"].is_sorted()
         assert frame["candle_begin_time"].n_unique() == 300
 
-    # the recorder left its status behind: stopped, with the periods it completed
+    # the recorder left its status behind: stopped, with the periods it completed; a
+    # recorder that is gone is unhealthy (exit 3) however fresh its data
     status = run_cli("status", str(base), "--json", "--max-age", "1e12")
-    assert status.returncode == 0, status.stdout + status.stderr
+    assert status.returncode == 3, status.stdout + status.stderr
     data = orjson.loads(status.stdout)
+    assert (data["health"], data["running"]) == ("not_running", False)
     assert data["status"]["state"] == "stopped"
     assert data["status"]["periods_completed"] >= 2
     assert data["status"]["symbols_missing"] == []

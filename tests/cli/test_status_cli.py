@@ -108,21 +108,55 @@ def test_healthy_directory(tmp_path: Path) -> None:
 
 def test_stale_directory(tmp_path: Path) -> None:
     base = make_base(tmp_path)
-    write_status(base, report(pid=2**22 + 12345))  # no such process
+    write_status(base, report())  # this test process plays the running recorder
     late = PERIOD_END + (2 * INTERVAL_S + 15 + 60) * 1000
     out = run_cli("status", str(base), "--clock", clock_at(late))
     assert out.returncode == 1, out.stdout + out.stderr
     assert "STALE (the newest complete period ended 11m15s ago (limit 10m15s))" in (out.stdout)
-    assert "not running" in out.stdout
 
     out = run_cli("status", str(base), "--json", "--clock", clock_at(late))
     assert out.returncode == 1
     data = orjson.loads(out.stdout)
-    assert (data["health"], data["exit_code"], data["running"]) == ("stale", 1, False)
+    assert (data["health"], data["exit_code"], data["running"]) == ("stale", 1, True)
 
     # --max-age widens the limit: the same data is healthy for a looser monitor
     out = run_cli("status", str(base), "--max-age", "3600", "--clock", clock_at(late))
     assert out.returncode == 0
+
+
+@pytest.mark.parametrize("state", ["live", "stopped", "crashed"])
+def test_a_recorder_that_is_gone_is_unhealthy_however_fresh_its_data(
+    tmp_path: Path, state: str
+) -> None:
+    """Issue 11 item 6: after SIGINT, status said "not running" with health OK and exit 0."""
+    base = make_base(tmp_path)
+    write_status(base, report(pid=2**22 + 12345, state=state))  # no such process
+    out = run_cli("status", str(base), "--clock", clock_at(PERIOD_END + 30_000))
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert f"not running (last pid {2**22 + 12345}, {state})" in out.stdout
+    assert "health       NOT RUNNING (the recorder is not running" in out.stdout
+    assert "the newest complete period ended 30s ago" in out.stdout
+    data = orjson.loads(run_cli("status", str(base), "--json").stdout)
+    assert (data["health"], data["exit_code"], data["running"]) == ("not_running", 3, False)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--max-age", "-5"], ["--max-age", "-5"]),
+        (["--max-age", "0"], ["--max-age"]),
+        (["--max-age", "nan"], ["--max-age"]),
+        (["--clock", "abc"], ["--clock", "abc"]),
+    ],
+)
+def test_bad_options_are_refused(tmp_path: Path, args: list[str], words: list[str]) -> None:
+    base = make_base(tmp_path)
+    write_status(base, report())
+    out = run_cli("status", str(base), *args)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    for word in words:
+        assert word in out.stderr
 
 
 def test_recorded_shared_clock_is_used_by_default(tmp_path: Path) -> None:

@@ -248,3 +248,78 @@ async def test_pandas_style_modules_in_calculators(
         assert polars_result.get_column(column).to_list() == pytest.approx(
             result.get_column(column).to_list(), rel=1e-9
         )
+
+
+async def test_one_failing_factor_fails_one_symbol(
+    datadir, make_candles, bmac_style_package, autojump_clock
+) -> None:
+    """Issue 13: a factor raising for one symbol left the whole period unreported."""
+    frames = {s: make_candles(30, end_ms=T0, seed=i) for i, s in enumerate(["AUSDT", "BUSDT"])}
+    penny = make_candles(30, end_ms=T0, seed=9)
+    frames["PENNYUSDT"] = penny.with_columns(pl.col(*penny.columns[2:7]) / 10_000)
+    for s, f in frames.items():
+        datadir.write_symbol(s, f)
+    datadir.write_exginfo(frames, T0)
+    cfgs = [("PctChg", 3), ("PennyGuard", 4)]
+    readers = CandleFileReader(datadir.exginfo), CandleFileReader(datadir.candles)
+    calc = BmacAllMarketCalculator(
+        *readers, cfgs, package=bmac_style_package, clock=TrioClock(start_ms=T0)
+    )
+    result = await calc.calc_all_factors(T0)
+    assert result.get_column("symbol").to_list() == ["AUSDT", "BUSDT"]
+    assert calc.missing == ("PENNYUSDT",)
+    error = calc.errors["PENNYUSDT"]
+    assert (error.symbol, error.factor) == ("PENNYUSDT", "PennyGuard_4")
+    assert isinstance(error.error, ValueError)
+    assert "penny stock" in str(error)
+    single = BmacSingleSymbolCalculator(
+        "PENNYUSDT", readers[1], cfgs, package=bmac_style_package, clock=TrioClock(start_ms=T0)
+    )
+    with pytest.raises(RuntimeError, match=r"PennyGuard_4 failed for PENNYUSDT.*penny stock"):
+        await single.calc_factors(T0)
+    # a polars factor failing for one symbol: the market query fails, each symbol is retried
+    polars_failing = BmacAllMarketCalculator(
+        *readers,
+        [("PctChg", 3), ("PennyCast", 1)],
+        bmac_style_package,
+        clock=TrioClock(start_ms=T0),
+    )
+    rows = await polars_failing.calc_all_factors(T0)
+    assert rows.get_column("symbol").to_list() == ["AUSDT", "BUSDT"]
+    assert rows.select("PctChg_3").equals(result.select("PctChg_3"))
+    assert polars_failing.missing == ("PENNYUSDT",)
+    assert polars_failing.errors["PENNYUSDT"].factor == "PennyCast_1"
+
+
+@pytest.mark.parametrize("stale", ["older candle", "other format"])
+async def test_stale_data_is_never_returned(
+    datadir, make_candles, autojump_clock, stale, caplog
+) -> None:
+    """Issue 13 / issue 11: a ready file (or a later one) without run_time's candle in the file
+    the reader reads (e.g. a parquet reader after the recorder switched to feather)."""
+    old = make_candles(30, end_ms=T0 - 300_000, seed=1)
+    datadir.write_symbol("AUSDT", old)  # AUSDT.pqt ends one period early
+    if stale == "older candle":
+        datadir.store._mark_ready("AUSDT", T0)  # a ready file that lies
+    else:
+        datadir.save_type = "feather"  # the recorder now writes AUSDT.fea, up to T0
+        datadir.write_meta()
+        datadir.write_symbol("AUSDT", make_candles(31, end_ms=T0, seed=1))
+    datadir.write_exginfo(["AUSDT"], T0)
+    datadir.write_manifest(T0, complete=["AUSDT"], final=True)  # the recorder is done with it
+    candles = CandleFileReader(datadir.candles, "parquet")
+    switched = "reading parquet files, but the recorder writes feather" in caplog.text
+    assert switched is (stale == "other format")
+    clock = TrioClock(start_ms=T0)
+    # 5 s, not 40: the stale file is read again at every poll until the deadline
+    single = BmacSingleSymbolCalculator("AUSDT", candles, CFGS, bmac_expire_sec=5, clock=clock)
+    with pytest.raises(PeriodNotReady):
+        await single.calc_factors(T0)
+    assert clock.now_ms() >= T0 + 5_000  # waited for the period's candle until the deadline
+    clock = TrioClock(start_ms=T0)
+    exginfo = CandleFileReader(datadir.exginfo)
+    calc = BmacAllMarketCalculator(exginfo, candles, CFGS, bmac_expire_sec=5, clock=clock)
+    frame = await calc.calc_all_factors(T0)
+    assert frame.height == 0
+    assert calc.missing == ("AUSDT",)
+    assert clock.now_ms() >= T0 + 5_000

@@ -1,4 +1,5 @@
-"""Every factor in factor/ against a direct, loop-by-loop computation of its docstring formula."""
+"""Every bundled factor (bmac_kit/factors/) against a direct, loop-by-loop computation of its
+docstring formula."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Callable
 import polars as pl
 import pytest
 
-import factor
+import bmac_kit.factors as bundled
 from bmac_kit._factors import apply_all_market, apply_single, load_factors
 from bmac_kit._reader import MarketFrame
 
@@ -107,7 +108,7 @@ def direct(name: str, n: int, c: dict[str, Col]) -> Out:
 
 
 FACTORS = sorted(
-    m.name for m in pkgutil.iter_modules(factor.__path__) if not m.name.startswith("_")
+    m.name for m in pkgutil.iter_modules(bundled.__path__) if not m.name.startswith("_")
 )
 
 
@@ -125,7 +126,7 @@ def test_at_least_twelve_factors_with_formulas() -> None:
     assert len(FACTORS) >= 12
     assert {"PctChg", "TrdNumMeanV1"} <= set(FACTORS)
     for name in FACTORS:
-        module = importlib.import_module(f"factor.{name}")
+        module = importlib.import_module(f"bmac_kit.factors.{name}")
         assert "=" in (module.__doc__ or ""), f"{name} documents no formula"
         assert isinstance(module.expr(5), pl.Expr)
 
@@ -152,7 +153,8 @@ def test_all_market_query_equals_per_symbol(name: str, make_candles) -> None:
         "EUSDT": make_candles(1, end_ms=end, seed=5).clear(),  # an empty file
     }
     market = MarketFrame(pl.concat(parts.values()), list(parts), [f.height for f in parts.values()])
-    rows = apply_all_market(market, load_factors([(name, 7)]), end)
+    rows, errors = apply_all_market(market, load_factors([(name, 7)]), end)
+    assert errors == {}
     assert rows.get_column("symbol").to_list() == ["AUSDT", "BUSDT", "DUSDT"]
     assert (rows.get_column("candle_end_time").dt.epoch("ms") == end).all()
     for symbol in ("AUSDT", "BUSDT", "DUSDT"):
@@ -168,7 +170,7 @@ def test_all_market_query_equals_per_symbol(name: str, make_candles) -> None:
 @pytest.mark.parametrize("name", FACTORS)
 @pytest.mark.parametrize("n", [2, 9])
 def test_lookback_is_enough_for_the_newest_value(name: str, n: int, make_candles) -> None:
-    module = importlib.import_module(f"factor.{name}")
+    module = importlib.import_module(f"bmac_kit.factors.{name}")
     if not hasattr(module, "lookback"):
         assert name == "Ema"  # depends on every row: evaluated on the whole history
         return
@@ -186,7 +188,7 @@ def test_lookback_is_enough_for_the_newest_value(name: str, n: int, make_candles
 def test_polars_module_signal_is_bmac_compatible(name: str, make_candles) -> None:
     frame = make_candles(50, end_ms=1_721_216_400_000, seed=3)
     pdf = frame.to_pandas().set_index("candle_end_time")
-    module = importlib.import_module(f"factor.{name}")
+    module = importlib.import_module(f"bmac_kit.factors.{name}")
     out = module.signal(pdf, 5, f"{name}_5")
     assert out is pdf
     want = direct(name, 5, {c: frame.get_column(c).to_list() for c in frame.columns[2:]})
@@ -198,6 +200,6 @@ def test_an_empty_file_is_left_out_not_misread(make_candles) -> None:
     end = 1_721_216_400_000
     a, empty = make_candles(30, end_ms=end, seed=1), make_candles(1, end_ms=end).clear()
     market = MarketFrame(pl.concat([a, empty]), ["AUSDT", "EUSDT"], [30, 0])
-    rows = apply_all_market(market, load_factors([("PctChg", 3)]), end)
+    rows, _ = apply_all_market(market, load_factors([("PctChg", 3)]), end)
     assert rows.get_column("symbol").to_list() == ["AUSDT"]
     assert rows.item(0, "close") == a.item(-1, "close")

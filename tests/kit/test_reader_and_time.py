@@ -142,6 +142,7 @@ def test_ready_symbols_counts_a_later_period_but_not_an_earlier_one(datadir, mak
 
 
 def test_pandas_is_optional_and_imported_lazily() -> None:
-    code = "import sys, bmac_kit, bmac_kit._hourly, factor.PctChg; print('pandas' in sys.modules)"
+    code = "import sys, bmac_kit, bmac_kit._hourly, bmac_kit.factors.PctChg, bmac_kit.bmac\n"
+    code += "print('pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

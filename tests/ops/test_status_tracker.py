@@ -69,3 +69,35 @@ def test_unknown_keys_from_a_newer_recorder_are_ignored() -> None:
     )
     raw = report.to_json()[:-2] + b',\n  "future_field": 1\n}'
     assert StatusReport.from_json(raw) == report
+
+
+async def test_logged_errors_of_any_kind_reach_the_tracker(tmp_path: Path) -> None:
+    import logging
+
+    from bmac_trio.errors import RestUnavailable, StorageError
+    from bmac_trio.ops.status import StatusErrorLog
+
+    (tmp_path / "config.json").write_text('{"interval": "5m", "trade_type": "usdt_perp"}')
+    config = load_config(tmp_path)
+    clock = TrioClock(START_MS, speed=1)
+    tracker = StatusTracker(
+        tmp_path, StatusReport.for_config(config, pid=1, now_ms=0, clock_speed=1), clock
+    )
+    logger = logging.getLogger("bmac_trio.test_status_errors")
+    logger.propagate = False
+    handler = StatusErrorLog(tracker)
+    logger.addHandler(handler)
+    try:
+        logger.warning("%d/%d symbols ready, missing %s", 1, 2, ["X"])  # not an error
+        assert tracker.report.last_error is None
+        assert not tracker.unsaved_error
+        logger.warning("%s: %s; retrying in %.1f s", "klines", RestUnavailable("HTTP 503"), 1.0)
+        assert tracker.report.last_error == "RestUnavailable: klines: HTTP 503; retrying in 1.0 s"
+        assert tracker.unsaved_error
+        logger.error("write of %s failed: %s", "BTCUSDT", StorageError("disk full"))
+        assert tracker.report.last_error == "StorageError: write of BTCUSDT failed: disk full"
+        logger.error("manifest write failed")
+        assert tracker.report.last_error == "manifest write failed"
+        assert tracker.report.last_error_at_ms is not None
+    finally:
+        logger.removeHandler(handler)

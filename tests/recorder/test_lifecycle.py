@@ -65,13 +65,17 @@ async def test_delivery_contract_expires(tmp_path: Path) -> None:
             await env.history()
             [first] = await env.periods(1)
             symbols = sorted(env.handle.symbols)
-            assert len(symbols) == 2  # BTCUSDT_yymmdd, ETHUSDT_yymmdd
+            assert len(symbols) == 4  # BTCUSDT_/ETHUSDT_yymmdd, current and next quarter
             expiring = symbols[0]
             env.sim.market_events.set_delivery(expiring, first + 120_000)
             await env.handle.wait_until(lambda h: expiring in h.stats.delisted)
+            # the quarters roll: a new next-quarter BTC contract is listed at the expiry
+            listed = env.sim.trading_symbols()
+            [successor] = [s for s in listed if s.startswith("BTCUSDT_") and s not in symbols]
+            await env.handle.wait_until(lambda h: successor in h.symbols)
             n = len(env.handle.stats.completed)
             done = await env.periods(n + 1)
-            assert env.handle.symbols == frozenset(symbols[1:])
+            assert env.handle.symbols == frozenset([*symbols[1:], successor])
             assert_matches_truth(env, symbols[1:], through_ms=done[-1])
             kept = env.config.candle_dir / DELISTED_DIR / f"{expiring}.pqt"
             assert kept.exists()
@@ -193,10 +197,9 @@ BAD_CONFIGS = [
     (orjson.dumps({"trade_type": "usdt_perp"}), "'interval'"),
     (orjson.dumps({**BASE, "interval": "7m"}), "'interval'"),
     (orjson.dumps({**BASE, "trade_type": "usdt_future"}), "'trade_type'"),
-    (orjson.dumps({**BASE, "num_candle": 5}), "'num_candle'"),
+    (b'{"interval": "1m", "trade_type": "usdt_perp", "interval": "5m"}', "appears twice"),
     (orjson.dumps({**BASE, "num_candles": "9"}), "'num_candles'"),
     (orjson.dumps({**BASE, "save_type": "csv"}), "'save_type'"),
-    (orjson.dumps({**BASE, "trade_type": "usdt_spot", "funding_rate": True}), "'funding_rate'"),
     (orjson.dumps({**BASE, "rest_url": "ftp://x"}), "'rest_url'"),
 ]
 

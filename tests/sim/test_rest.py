@@ -118,10 +118,12 @@ async def test_429_body_and_limit_in_exchange_info() -> None:
         ("um", {"symbol": "BTCUSDT", "interval": "1m", "limit": "0"}, -1130),
         ("um", {"symbol": "BTCUSDT", "interval": "1m", "limit": "1501"}, -1130),
         ("spot", {"symbol": "BTCUSDT", "interval": "1m", "limit": "1001"}, -1130),
-        ("spot", {"symbol": "BTCUSDT", "interval": "1m", "timeZone": "8"}, -1130),
+        ("spot", {"symbol": "BTCUSDT", "interval": "1m", "timeZone": "+14:30"}, -1130),
+        ("spot", {"symbol": "BTCUSDT", "interval": "1m", "timeZone": "-13"}, -1130),
+        ("spot", {"symbol": "BTCUSDT", "interval": "1m", "timeZone": "8:7"}, -1130),
         ("um", {"symbol": "BTCUSDT", "interval": "1m", "foo": "1"}, -1104),
         ("um", {"symbol": "BTCUSDT", "interval": "1m", "startTime": "2", "endTime": "1"}, -1023),
-        ("cm", {"symbol": "BTCUSD_PERP", "interval": "1m", "startTime": "0", "endTime": D201}, -1127),  # noqa: E501
+        ("cm", {"symbol": "BTCUSD_PERP", "interval": "1m", "startTime": "0", "endTime": D201}, -4088),  # noqa: E501
     ],
 )  # fmt: skip
 async def test_klines_errors(market: str, params: dict[str, str], code: int) -> None:

@@ -56,9 +56,11 @@ def test_full_config(tmp_path: Path) -> None:
         "rest_url": "http://127.0.0.1:8080/",
         "ws_url": "ws://127.0.0.1:8081",
         "timezone": "UTC",
+        "publish": ["tcp://127.0.0.1:6010"],
     }
     assert set(data) == KNOWN_KEYS
     cfg = load_config(write(tmp_path, data))
+    assert cfg.publish_endpoints == ("tcp://127.0.0.1:6010",)
     assert cfg.trade_type_name == "coin_swap"
     assert cfg.trade_type.name == "coin_perp"
     assert cfg.market is CM
@@ -91,13 +93,11 @@ def test_spot_accepts_1s(tmp_path: Path) -> None:
         ({"interval": "7m", "trade_type": "usdt_perp"}, ["'interval'", "7m", "15m"]),
         ({"interval": "1s", "trade_type": "usdt_perp"}, ["'interval'", "1s"]),
         ({"interval": 5, "trade_type": "usdt_perp"}, ["'interval'"]),
-        (OK | {"num_candle": 10}, ["num_candle", "unknown"]),
         (OK | {"num_candles": 0}, ["num_candles", "1 to 10000"]),
         (OK | {"num_candles": 10001}, ["num_candles", "10001"]),
         (OK | {"num_candles": True}, ["num_candles", "True"]),
         (OK | {"num_candles": "1500"}, ["num_candles"]),
         (OK | {"num_candles": None}, ["num_candles"]),
-        (SPOT_OK | {"funding_rate": True}, ["funding_rate", "spot"]),
         (OK | {"funding_rate": 1}, ["funding_rate"]),
         (OK | {"keep_symbols": "BTCUSDT"}, ["keep_symbols"]),
         (OK | {"keep_symbols": []}, ["keep_symbols"]),
@@ -142,7 +142,7 @@ def test_missing_and_non_json_files(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "name",
     ["usdt_spot", "usdc_spot", "btc_spot", "usdt_perp", "usdc_perp", "btc_perp", "usdt_deli",
-     "coin_perp", "coin_deli", "usdt_swap", "coin_swap"],
+     "coin_perp", "coin_deli", "usdt_swap", "coin_swap", "usdt_tradifi_perp"],
 )  # fmt: skip
 def test_all_eleven_trade_types(tmp_path: Path, name: str) -> None:
     cfg = load_config(write(tmp_path, {"interval": "1m", "trade_type": name}))
@@ -197,3 +197,33 @@ def test_bmac_example_configs_load(tmp_path: Path, data: dict[str, object]) -> N
     assert cfg.interval.name == data["interval"]
     assert cfg.num_candles == data.get("num_candles", 1500)
     assert cfg.timezone.key == "Asia/Hong_Kong"
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (OK | {"num_candle": 10}, ["'num_candle'", "ignored", "did you mean 'num_candles'?"]),
+        (OK | {"intervall": "1m"}, ["'intervall'", "did you mean 'interval'?"]),
+        (OK | {"my_note": "x"}, ["'my_note'", "ignored", "known keys:", "num_candles"]),
+        (SPOT_OK | {"funding_rate": True}, ["'funding_rate'", "usdt_spot", "ignored"]),
+    ],
+)
+def test_what_bmac_accepted_starts_with_a_warning(
+    tmp_path: Path, data: dict[str, object], words: list[str]
+) -> None:
+    """BMAC ignored unknown keys and forced spot funding off: such a config must still start."""
+    cfg = load_config(write(tmp_path, data))
+    assert len(cfg.warnings) == 1
+    for word in words:
+        assert word in cfg.warnings[0]
+    assert cfg.funding_rate is False
+    assert cfg.interval.name == "5m"  # the unknown key changed nothing
+    assert load_config(write(tmp_path, OK)).warnings == ()
+
+
+def test_a_key_written_twice_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(
+        '{"interval": "5m", "trade_type": "usdt_perp", "interval": "1m"}'
+    )
+    with pytest.raises(ConfigError, match=r"'interval' appears twice \('5m' and '1m'\)"):
+        load_config(tmp_path)

@@ -18,7 +18,7 @@ from polars.testing import assert_frame_equal
 from bmac_trio.binance.intervals import parse_interval
 from bmac_trio.binance.protocol import Candle, FundingRate, candles_to_frame
 from bmac_trio.errors import StorageError, UnsafeSymbol
-from bmac_trio.store import atomic as _storage_atomic, candles as _storage
+from bmac_trio.store import atomic as _atomic, candles as _storage
 from bmac_trio.store.candles import (
     CandleStore,
     ExginfoStore,
@@ -75,17 +75,30 @@ def test_round_trip(tmp_path: Path, save_type: str) -> None:
     assert s.last_open_times() == {"BTCUSDT": IV.add(T0, 4)}
 
 
-def test_pandas_reads_the_files(tmp_path: Path) -> None:
+def test_pandas_reads_the_files_indexed_like_bmac(tmp_path: Path) -> None:
+    """Issue 13: plain pandas reads give BMAC's ``candle_end_time`` index (pandas metadata in
+    the file); polars and pyarrow still see the column."""
     import pandas as pd
+    import pyarrow.parquet as pq
 
     for save_type in ("parquet", "feather"):
         s = store(tmp_path, save_type)
         s.write("BTCUSDT", frame(T0, 3, 2.0), None)
         path = s.path("BTCUSDT")
         pdf = pd.read_parquet(path) if save_type == "parquet" else pd.read_feather(path)
-        assert list(pdf.columns) == list(CANDLE_SCHEMA.names())
-        assert str(pdf["candle_end_time"].dt.tz) == "UTC"
+        assert pdf.index.name == "candle_end_time"
+        assert str(pdf.index.tz) == "UTC"
+        assert [t.value // 1_000_000 for t in pdf.index] == [
+            IV.end(IV.add(T0, i)) for i in range(3)
+        ]
+        assert list(pdf.columns) == [c for c in CANDLE_SCHEMA.names() if c != "candle_end_time"]
+        assert str(pdf["candle_begin_time"].dt.tz) == "UTC"
         assert pdf["close"].tolist() == [2.0, 2.0, 2.0]
+        back = s.read("BTCUSDT")
+        assert back is not None
+        assert back.schema == CANDLE_SCHEMA
+        if save_type == "parquet":
+            assert pq.read_table(path).column_names == list(CANDLE_SCHEMA.names())
 
 
 def test_merge_sorts_dedupes_keeps_newest_and_trims(tmp_path: Path) -> None:
@@ -388,13 +401,12 @@ def test_disk_full_from_polars_is_a_storage_error(
     s = store(tmp_path, save_type)
     old = frame(T0, 3, 1.0)
     s.write("BTCUSDT", old, None)
-    name = "write_parquet" if save_type == "parquet" else "write_ipc"
-    original = getattr(pl.DataFrame, name)
+    original = _atomic._write_with_pandas_index  # how candle files are written
 
-    def to_full_disk(self: pl.DataFrame, target: object, **kwargs: object) -> None:
-        original(self, "/dev/full", **kwargs)  # the kernel answers ENOSPC
+    def to_full_disk(df: pl.DataFrame, target: object, *args: object) -> None:
+        original(df, Path("/dev/full"), *args)  # the kernel answers ENOSPC
 
-    monkeypatch.setattr(pl.DataFrame, name, to_full_disk)
+    monkeypatch.setattr(_atomic, "_write_with_pandas_index", to_full_disk)
     with pytest.raises(StorageError, match=r"BTCUSDT.*No space left"):
         s.write("BTCUSDT", frame(T0, 1000, 2.0), None)
     monkeypatch.undo()
@@ -441,7 +453,7 @@ def test_directory_is_synced_once_per_period_before_its_manifest(
     the period is complete (not once per file: 500 dir syncs a period cost the lag)."""
     synced: list[str] = []
     monkeypatch.setattr(_storage, "fsync_dir", lambda d: synced.append(Path(d).name))
-    monkeypatch.setattr(_storage_atomic, "fsync_dir", lambda d: synced.append(Path(d).name))
+    monkeypatch.setattr(_atomic, "fsync_dir", lambda d: synced.append(Path(d).name))
     s = store(tmp_path)
     for symbol in ("BTCUSDT", "ETHUSDT", "SOLUSDT"):
         s.write(symbol, frame(T0, 3, symbol=symbol), IV.add(T0, 3))

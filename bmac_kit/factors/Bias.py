@@ -5,7 +5,7 @@ Bias_n[t] = close[t] / mean(close[t - n + 1 .. t]) - 1
 
 import polars as pl
 
-from factor._signal import make_signal
+from bmac_kit.factors._signal import make_signal
 
 
 def expr(n: int) -> pl.Expr:

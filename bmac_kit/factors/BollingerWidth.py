@@ -6,7 +6,7 @@ BollingerWidth_n[t] = 4 * s[t] / m[t]
 
 import polars as pl
 
-from factor._signal import make_signal
+from bmac_kit.factors._signal import make_signal
 
 
 def expr(n: int) -> pl.Expr:

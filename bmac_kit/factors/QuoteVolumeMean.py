@@ -5,7 +5,7 @@ QuoteVolumeMean_n[t] = mean(quote_volume[t - n + 1 .. t])
 
 import polars as pl
 
-from factor._signal import make_signal
+from bmac_kit.factors._signal import make_signal
 
 
 def expr(n: int) -> pl.Expr:

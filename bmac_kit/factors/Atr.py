@@ -7,7 +7,7 @@ Atr_n[t] = mean(tr[t - n + 1 .. t]) / close[t]
 
 import polars as pl
 
-from factor._signal import make_signal
+from bmac_kit.factors._signal import make_signal
 
 
 def expr(n: int) -> pl.Expr:

@@ -6,7 +6,7 @@ Volatility_n[t] = std(r[t - n + 1 .. t], ddof=1)
 
 import polars as pl
 
-from factor._signal import make_signal
+from bmac_kit.factors._signal import make_signal
 
 
 def expr(n: int) -> pl.Expr:

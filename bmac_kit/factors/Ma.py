@@ -1,16 +1,16 @@
-"""TrdNumMeanV1: the mean number of trades per candle over ``n`` candles.
+"""Ma: the simple moving average of the close over ``n`` candles.
 
-TrdNumMeanV1_n[t] = mean(trade_num[t - n + 1 .. t])
+Ma_n[t] = mean(close[t - n + 1 .. t])
 """
 
 import polars as pl
 
-from factor._signal import make_signal
+from bmac_kit.factors._signal import make_signal
 
 
 def expr(n: int) -> pl.Expr:
     """The factor's polars expression for one symbol."""
-    return pl.col("trade_num").rolling_mean(n)
+    return pl.col("close").rolling_mean(n)
 
 
 def lookback(n: int) -> int:

@@ -6,7 +6,7 @@ Ema_n[0] = close[0];  Ema_n[t] = a * close[t] + (1 - a) * Ema_n[t - 1]
 
 import polars as pl
 
-from factor._signal import make_signal
+from bmac_kit.factors._signal import make_signal
 
 
 def expr(n: int) -> pl.Expr:

@@ -1,17 +1,17 @@
-"""PctChg: the return over ``n`` candles.
+"""Momentum: the price change over ``n`` candles (classic MTM).
 
-PctChg_n[t] = close[t] / close[t - n] - 1
+Momentum_n[t] = close[t] - close[t - n]
 """
 
 import polars as pl
 
-from factor._signal import make_signal
+from bmac_kit.factors._signal import make_signal
 
 
 def expr(n: int) -> pl.Expr:
     """The factor's polars expression for one symbol."""
     close = pl.col("close")
-    return close / close.shift(n) - 1
+    return close - close.shift(n)
 
 
 def lookback(n: int) -> int:

@@ -1,17 +1,17 @@
-"""Momentum: the price change over ``n`` candles (classic MTM).
+"""PctChg: the return over ``n`` candles.
 
-Momentum_n[t] = close[t] - close[t - n]
+PctChg_n[t] = close[t] / close[t - n] - 1
 """
 
 import polars as pl
 
-from factor._signal import make_signal
+from bmac_kit.factors._signal import make_signal
 
 
 def expr(n: int) -> pl.Expr:
     """The factor's polars expression for one symbol."""
     close = pl.col("close")
-    return close - close.shift(n)
+    return close / close.shift(n) - 1
 
 
 def lookback(n: int) -> int:

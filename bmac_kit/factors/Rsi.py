@@ -7,7 +7,7 @@ Rsi_n[t] = 100 * up[t] / (up[t] + down[t])
 
 import polars as pl
 
-from factor._signal import make_signal
+from bmac_kit.factors._signal import make_signal
 
 
 def expr(n: int) -> pl.Expr:

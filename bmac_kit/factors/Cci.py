@@ -8,7 +8,7 @@ Cci_n[t] = (tp[t] - ma[t]) / (0.015 * md[t])
 
 import polars as pl
 
-from factor._signal import make_signal
+from bmac_kit.factors._signal import make_signal
 
 
 def expr(n: int) -> pl.Expr:

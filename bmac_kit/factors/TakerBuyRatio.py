@@ -5,7 +5,7 @@ TakerBuyRatio_n[t] = sum(taker_buy_quote_asset_volume over n) / sum(quote_volume
 
 import polars as pl
 
-from factor._signal import make_signal
+from bmac_kit.factors._signal import make_signal
 
 
 def expr(n: int) -> pl.Expr:

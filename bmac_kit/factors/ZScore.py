@@ -5,7 +5,7 @@ ZScore_n[t] = (close[t] - mean(close over n)) / std(close over n, ddof=1)
 
 import polars as pl
 
-from factor._signal import make_signal
+from bmac_kit.factors._signal import make_signal
 
 
 def expr(n: int) -> pl.Expr:
