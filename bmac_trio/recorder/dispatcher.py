@@ -271,7 +271,7 @@ class Dispatcher:
                 period = self.book.periods.get(run_time)
                 if period is not None:
                     arrived(run_time, symbol, period.expected)
-        self.writer.add(symbol, message.candles)
+        self.writer.add(symbol, message.candles, received=message.received)
 
     def _frames_for_bus(
         self, symbols: Iterable[str] | None
@@ -326,7 +326,13 @@ class Dispatcher:
 
     def _on_written(self, symbol: str, last_open_ms: int) -> None:
         self.stats.writes += 1
-        self._reports(self.book.on_written(symbol, last_open_ms))
+        reports = self.book.on_written(symbol, last_open_ms)
+        for report in reports:
+            if report.is_complete and symbol in self.writer.stages:
+                self.stats.stages[report.run_time_ms] = dict(self.writer.stages[symbol])
+        if len(self.stats.stages) > 64:
+            del self.stats.stages[min(self.stats.stages)]
+        self._reports(reports)
 
     def _on_write_failed(self, symbol: str, error: StorageError, retry_s: float) -> None:
         self.stats.write_errors += 1
@@ -393,4 +399,8 @@ async def run_dispatcher(
                 dispatcher.handle(message)
             with trio.move_on_after(FLUSH_GRACE_S, shield=True):
                 await dispatcher.writer.idle.wait()
+                try:
+                    await trio.to_thread.run_sync(dispatcher.store.sync_directory)
+                except StorageError as exc:
+                    log.error("%s", exc)
             nursery.cancel_scope.cancel()

@@ -9,6 +9,7 @@ symbols (rewritten when late symbols complete it); the newest report of a period
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
@@ -177,7 +178,10 @@ class PeriodReporter:
                         final=report.is_complete,
                         lag_ms=None if lag is None else round(lag * 1000, 3),
                     )
+                    started = time.perf_counter()
                     await trio.to_thread.run_sync(write, limiter=self.limiter)
+                    if report.is_complete and run_time in self.stats.stages:
+                        self.stats.stages[run_time]["manifest"] = time.perf_counter() - started
                 except StorageError as exc:
                     log.error("manifest write failed: %s", exc)
         self.save_status()

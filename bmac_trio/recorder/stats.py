@@ -28,3 +28,6 @@ class DispatcherStats:
     listed: list[str] = field(default_factory=list)
     delisted: list[str] = field(default_factory=list)
     fetches: int = 0
+    #: run_time_ms -> seconds per write stage of the symbol whose write completed the period
+    #: (its critical path; see :attr:`SymbolWriter.stages`), plus ``manifest``.
+    stages: dict[int, dict[str, float]] = field(default_factory=dict)

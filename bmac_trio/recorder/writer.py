@@ -12,6 +12,7 @@ candles in memory and is tried again, backing off, until the disk takes it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ import trio
 
 from bmac_trio.binance.protocol import Candle, candles_to_frame
 from bmac_trio.errors import StorageError
+from bmac_trio.store.atomic import WriteStages
 
 if TYPE_CHECKING:
     import polars as pl
@@ -79,6 +81,13 @@ class SymbolWriter:
         self.idle.set()
         #: The newest symbol written ("Last updated SYMBOL").
         self.last_updated: str | None = None
+        #: When each symbol's pending candles were first handed over: (perf_counter, seconds
+        #: they had waited in the inbox since they were received).
+        self._handed: dict[str, tuple[float, float]] = {}
+        #: Seconds per stage of each symbol's latest landed write (the benchmark's breakdown):
+        #: inbox, queued (waiting for a worker thread), merge, encode, fsync, rename,
+        #: ready, loop (back on the event loop).
+        self.stages: dict[str, dict[str, float]] = {}
 
     def lock(self, symbol: str) -> trio.Lock:
         """The lock held while ``symbol``'s file is written or moved."""
@@ -91,9 +100,15 @@ class SymbolWriter:
         """A write of ``symbol`` is running or due."""
         return symbol in self.writing or symbol in self.dirty
 
-    def add(self, symbol: str, candles: Iterable[Candle]) -> None:
+    def add(self, symbol: str, candles: Iterable[Candle], *, received: float | None = None) -> None:
         """Merge ``candles`` into ``symbol``'s file soon (merged in the writer's thread: polars
-        costs about a millisecond per tiny merge, too much for the event loop at a boundary)."""
+        costs about a millisecond per tiny merge, too much for the event loop at a boundary).
+
+        ``received`` is when they arrived (trio time), for the stage breakdown.
+        """
+        if symbol not in self._handed:
+            inbox = 0.0 if received is None else max(0.0, trio.current_time() - received)
+            self._handed[symbol] = (time.perf_counter(), inbox)
         self.pending.setdefault(symbol, []).extend(candles)
         self.dirty.add(symbol)
         if symbol not in self.writing:
@@ -105,14 +120,17 @@ class SymbolWriter:
         """Drop ``symbol``'s frame (it is no longer recorded and nothing of it is due)."""
         self.frames.pop(symbol, None)
         self.pending.pop(symbol, None)
+        self.stages.pop(symbol, None)
+        self._handed.pop(symbol, None)
 
     def _merge_and_write(
-        self, symbol: str, old: pl.DataFrame | None, candles: list[Candle]
+        self, symbol: str, old: pl.DataFrame | None, candles: list[Candle], stages: WriteStages
     ) -> tuple[pl.DataFrame, int, StorageError | None]:
         """In a worker thread: merge the new candles, write the file and its ready file.
 
         Returns the merged frame even when the write failed (kept for the next attempt).
         """
+        stages.mark("queued")
         frame = old
         if candles:
             frame = self.store.merge(old, candles_to_frame(candles, self.interval))
@@ -121,8 +139,9 @@ class SymbolWriter:
                 frame = frame.rechunk()
         assert frame is not None
         last_open = int(frame["candle_begin_time"].dt.epoch("ms")[-1])
+        stages.mark("merge")
         try:
-            self.store.write(symbol, frame, self.interval.end(last_open))
+            self.store.write(symbol, frame, self.interval.end(last_open), stages=stages)
         except StorageError as exc:
             return frame, last_open, exc
         return frame, last_open, None
@@ -134,12 +153,16 @@ class SymbolWriter:
                 while symbol in self.dirty:
                     self.dirty.discard(symbol)
                     candles = self.pending.pop(symbol, [])
+                    handed, inbox = self._handed.pop(symbol, (time.perf_counter(), 0.0))
                     old = self.frames.get(symbol)
                     if old is None and not candles:
                         return
+                    stages = WriteStages()
+                    stages.marks[0] = ("handed", handed)
                     frame, last_open, error = await trio.to_thread.run_sync(
-                        self._merge_and_write, symbol, old, candles, limiter=self.limiter
+                        self._merge_and_write, symbol, old, candles, stages, limiter=self.limiter
                     )
+                    stages.mark("loop")
                     self.frames[symbol] = frame
                     if error is not None:
                         # the candles stay in memory and the write is tried again until the
@@ -150,6 +173,7 @@ class SymbolWriter:
                         retry_s = min(retry_s * 2, WRITE_RETRY_MAX_S)
                         continue
                     self.last_updated = symbol
+                    self.stages[symbol] = {"inbox": inbox, **stages.durations()}
                     self._on_written(symbol, last_open)
         finally:
             self.writing.discard(symbol)

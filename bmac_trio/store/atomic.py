@@ -38,6 +38,7 @@ from bmac_trio.store.layout import SaveType
 
 __all__ = [
     "TEMP_SUFFIX",
+    "WriteStages",
     "cleanup_temp_files",
     "fsync_dir",
     "wall_ms",
@@ -50,6 +51,30 @@ _PARQUET_COMPRESSION: Final = "snappy"  # pandas' default, as BMAC wrote
 _FEATHER_COMPRESSION: Final = "lz4"  # pandas' to_feather default, as BMAC wrote
 #: Asked of the kernel, which removes the umask's bits (what ``open(path, "w")`` does).
 _FILE_MODE: Final = 0o666
+
+
+class WriteStages:
+    """Where one write's time went: named marks on ``time.perf_counter`` (measurement only).
+
+    Passed down optionally by the recorder so the benchmark can say which stage of the write
+    path a slow period spent its time in; ``None`` costs nothing.
+    """
+
+    __slots__ = ("marks",)
+
+    def __init__(self, start: str = "start") -> None:
+        self.marks: list[tuple[str, float]] = [(start, time.perf_counter())]
+
+    def mark(self, stage: str) -> None:
+        """The stage that ends now."""
+        self.marks.append((stage, time.perf_counter()))
+
+    def durations(self) -> dict[str, float]:
+        """Seconds per stage, in order (a stage marked twice adds up)."""
+        out: dict[str, float] = {}
+        for (_, before), (stage, after) in zip(self.marks, self.marks[1:], strict=False):
+            out[stage] = out.get(stage, 0.0) + after - before
+        return out
 
 
 def wall_ms() -> int:
@@ -78,7 +103,13 @@ def _create_temp(path: Path) -> tuple[int, Path]:
     raise FileExistsError(f"no free temp file name beside {path}")
 
 
-def _atomic(path: Path, write: Callable[[Path], None], durable: bool) -> None:
+def _atomic(
+    path: Path,
+    write: Callable[[Path], None],
+    durable: bool,
+    stages: WriteStages | None = None,
+    sync_dir: bool = True,
+) -> None:
     path = Path(path)
     try:
         fd, tmp = _create_temp(path)
@@ -87,13 +118,19 @@ def _atomic(path: Path, write: Callable[[Path], None], durable: bool) -> None:
     try:
         os.close(fd)
         write(tmp)
+        if stages is not None:
+            stages.mark("encode")
         if durable:
             fd = os.open(tmp, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            if stages is not None:
+                stages.mark("fsync")
         os.replace(tmp, path)
+        if stages is not None:
+            stages.mark("rename")
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -101,11 +138,13 @@ def _atomic(path: Path, write: Callable[[Path], None], durable: bool) -> None:
             cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise StorageError(f"cannot write {path}: {cause}") from exc
         raise
-    if durable:
+    if durable and sync_dir:
         try:
             fsync_dir(path.parent)
         except OSError as exc:
             raise StorageError(f"cannot sync directory of {path}: {exc.strerror}") from exc
+        if stages is not None:
+            stages.mark("dir_fsync")
 
 
 def _pandas_metadata(schema: pa.Schema, index: str) -> bytes:
@@ -168,24 +207,36 @@ def write_frame_atomic(
     *,
     durable: bool = True,
     pandas_index: str | None = None,
+    stages: WriteStages | None = None,
+    sync_dir: bool = True,
 ) -> None:
     """Write ``df`` as parquet (``.pqt``) or feather/Arrow IPC v2 (``.fea``), atomically.
 
     ``pandas_index`` names a column plain pandas readers should make the index (module
-    docstring).
+    docstring). ``sync_dir=False`` leaves the directory's fsync to the caller, who syncs it
+    once for a batch of writes (the file itself is still fsynced before the rename).
 
     Raises:
         StorageError: the disk refused (full, read-only, permissions); the old file is intact.
     """
     if save_type not in ("parquet", "feather"):
         raise ValueError(f"unknown save_type {save_type!r}")
+    write: Callable[[Path], None]
     if pandas_index is not None:
         index = pandas_index
-        _atomic(path, lambda tmp: _write_with_pandas_index(df, tmp, save_type, index), durable)
+
+        def write(tmp: Path) -> None:
+            _write_with_pandas_index(df, tmp, save_type, index)
     elif save_type == "parquet":
-        _atomic(path, lambda tmp: df.write_parquet(tmp, compression=_PARQUET_COMPRESSION), durable)
+
+        def write(tmp: Path) -> None:
+            df.write_parquet(tmp, compression=_PARQUET_COMPRESSION)
     else:
-        _atomic(path, lambda tmp: df.write_ipc(tmp, compression=_FEATHER_COMPRESSION), durable)
+
+        def write(tmp: Path) -> None:
+            df.write_ipc(tmp, compression=_FEATHER_COMPRESSION)
+
+    _atomic(path, write, durable, stages, sync_dir)
 
 
 def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:

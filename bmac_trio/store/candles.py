@@ -60,6 +60,7 @@ from bmac_trio.binance.symbols import check_symbol, is_safe_symbol
 from bmac_trio.errors import StorageError
 from bmac_trio.store.atomic import (
     TEMP_SUFFIX,
+    WriteStages,
     cleanup_temp_files,
     fsync_dir,
     wall_ms,
@@ -277,8 +278,23 @@ class CandleStore:
         merged = combined.unique(subset="candle_begin_time", keep="last", maintain_order=True)
         return merged.sort("candle_begin_time").tail(self.num_candles)
 
-    def write(self, symbol: str, frame: pl.DataFrame, run_time_ms: int | None) -> bool:
+    def write(
+        self,
+        symbol: str,
+        frame: pl.DataFrame,
+        run_time_ms: int | None,
+        *,
+        stages: WriteStages | None = None,
+    ) -> bool:
         """Write the symbol's file atomically, then renew its ready file.
+
+        ``stages``, when given, is marked at each step (encode, fsync, rename, ready).
+
+        The file is fsynced before its rename, but the directory is not: a period's renames are
+        made durable together by one directory fsync before its manifest
+        (:meth:`write_manifest`, :meth:`sync_directory`). A reader never sees a torn file
+        either way, and after a power cut the ready files (written after their data file, in
+        the same journaled directory) never claim more than the data files hold.
 
         Returns:
             Whether a ready file for ``run_time_ms`` now exists (the frame holds the candle
@@ -292,11 +308,19 @@ class CandleStore:
         if frame.schema != CANDLE_SCHEMA:
             raise ValueError(f"{symbol}: frame schema {frame.schema} is not CANDLE_SCHEMA")
         write_frame_atomic(
-            frame, path, self.save_type, durable=self.durable, pandas_index=PANDAS_INDEX
+            frame,
+            path,
+            self.save_type,
+            durable=self.durable,
+            pandas_index=PANDAS_INDEX,
+            stages=stages,
+            sync_dir=False,
         )
         if run_time_ms is None or not _holds_end(frame, run_time_ms):
             return False
         self._mark_ready(symbol, run_time_ms)
+        if stages is not None:
+            stages.mark("ready")
         return True
 
     def write_many(
@@ -391,6 +415,20 @@ class CandleStore:
             raise StorageError(f"cannot move {path} to {target_dir}: {exc.strerror}") from exc
         return target
 
+    def sync_directory(self) -> None:
+        """fsync the candle directory: every rename so far survives a power cut (one sync for
+        a whole period's writes instead of one per file).
+
+        Raises:
+            StorageError: the directory could not be synced.
+        """
+        if not self.durable:
+            return
+        try:
+            fsync_dir(self.directory)
+        except OSError as exc:
+            raise StorageError(f"cannot sync {self.directory}: {exc.strerror}") from exc
+
     def write_manifest(
         self,
         run_time_ms: int,
@@ -419,6 +457,7 @@ class CandleStore:
             path.parent.mkdir(exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create {path.parent}: {exc.strerror}") from exc
+        self.sync_directory()  # the period's data renames are durable before it says so
         write_bytes_atomic(path, orjson.dumps(content), durable=self.durable)
         self._prune_manifests(path.name)
         return path

@@ -41,14 +41,14 @@ class Disk:
         self.failures = 0
         real = _atomic._atomic
 
-        def atomic(path: Path, write: object, durable: bool) -> None:
+        def atomic(path: Path, write: object, durable: bool, *args: object) -> None:
             def failing(tmp: Path) -> None:
                 if self.broken:
                     self.failures += 1
                     raise OSError(code, errno.errorcode[code] + ": " + _MESSAGES[code])
                 write(tmp)  # type: ignore[operator]
 
-            real(path, failing, durable)
+            real(path, failing, durable, *args)
 
         monkeypatch.setattr(_atomic, "_atomic", atomic)
 

@@ -444,3 +444,23 @@ def test_every_truncation_of_a_real_file_is_moved_aside(tmp_path: Path, save_typ
         assert (s.directory / f"{path.name}.corrupt-{n}").exists()
     path.write_bytes(data)
     assert s.read("BTCUSDT").height == 500
+
+
+def test_directory_is_synced_once_per_period_before_its_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Data files are fsynced one by one; their directory once, before the manifest that says
+    the period is complete (not once per file: 500 dir syncs a period cost the lag)."""
+    synced: list[str] = []
+    monkeypatch.setattr(_storage, "fsync_dir", lambda d: synced.append(Path(d).name))
+    monkeypatch.setattr(_atomic, "fsync_dir", lambda d: synced.append(Path(d).name))
+    s = store(tmp_path)
+    for symbol in ("BTCUSDT", "ETHUSDT", "SOLUSDT"):
+        s.write(symbol, frame(T0, 3, symbol=symbol), IV.add(T0, 3))
+    assert synced == []
+    s.write_manifest(
+        IV.add(T0, 3), complete=["BTCUSDT", "ETHUSDT", "SOLUSDT"], missing=[], final=True
+    )
+    assert synced[0] == s.directory.name  # the data renames first, then the manifest's own
+    s.sync_directory()
+    assert synced[-1] == s.directory.name
