@@ -46,6 +46,7 @@ from bmac_kit._time import (
     set_default_clock as set_default_clock,
     sleep_until_run_time as sleep_until_run_time,
 )
+from bmac_kit.window import MarketWindow as MarketWindow
 
 __all__ = [
     "AllMarketResult",
@@ -56,6 +57,7 @@ __all__ = [
     "FactorSpec",
     "Market",
     "Period",
+    "MarketWindow",
     "PeriodNotReady",
     "convert_interval_to_timedelta",
     "get_default_clock",
