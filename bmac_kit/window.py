@@ -260,20 +260,49 @@ class MarketWindow:
         """``symbol``'s candles' ``column``, oldest first (a copy)."""
         return self._ordered(self._slots[symbol])[column]
 
-    def market_frame(self, symbols: Iterable[str], run_time: datetime | int) -> MarketFrame:
-        """The listed symbols' candles up to ``run_time`` as one frame (batch factors' input)."""
+    def ordered_slot(self, slot: int, column: str) -> np.ndarray:
+        """The candles' ``column`` of the symbol in ``slot``, oldest first (a copy)."""
+        return self._column(column)[slot, self._positions(slot)]
+
+    def market_frame(
+        self, symbols: Iterable[str], run_time: datetime | int, *, last: int | None = None
+    ) -> MarketFrame:
+        """The symbols' candles up to ``run_time`` (at most ``last`` each) as one frame.
+
+        The input the batch factors (``bmac_kit._factors``) take; symbols without candles up
+        to ``run_time`` are left out. Symbols whose newest candle ends at ``run_time`` are cut
+        out of the arrays in one vectorised pass, the others one by one.
+        """
         run_ms = _ms(run_time)
-        names, parts, rows = [], [], []
+        keep = min(last or self.num_candles, self.num_candles)
+        aligned, others = [], []
         for symbol in symbols:
+            slot = self._slots[symbol]
+            (aligned if self._last_end[slot] == run_ms else others).append(symbol)
+        names, parts, rows = [], [], []
+        if aligned:
+            slots = np.array([self._slots[s] for s in aligned], dtype=np.int64)
+            counts = np.minimum(self._count[slots], keep)
+            valid = np.arange(keep) >= keep - counts[:, None]
+            arrays = {c: self.last(c, keep, run_ms)[slots][valid] for c in CANDLE_SCHEMA.names()}
+            names += aligned
+            parts.append(_frame(arrays))
+            rows += counts.tolist()
+        for symbol in others:
             arrays = self._ordered(self._slots[symbol])
-            keep = int(np.searchsorted(arrays["candle_end_time"], run_ms, side="right"))
-            if not keep:
-                continue
-            names.append(symbol)
-            parts.append(_frame({c: a[:keep] for c, a in arrays.items()}))
-            rows.append(keep)
+            stop = int(np.searchsorted(arrays["candle_end_time"], run_ms, side="right"))
+            if stop:
+                start = max(0, stop - keep)
+                names.append(symbol)
+                parts.append(_frame({c: a[start:stop] for c, a in arrays.items()}))
+                rows.append(stop - start)
         frame = pl.concat(parts) if parts else pl.DataFrame(schema=CANDLE_SCHEMA)
         return MarketFrame(frame, names, rows)
+
+    def rows_at(self, slots: np.ndarray, end_ms: int) -> dict[str, np.ndarray]:
+        """The candle ending at ``end_ms`` of each slot whose newest candle ends then."""
+        head = self.position(end_ms)
+        return {c: a[slots, head] for c, a in self._all_columns().items()}
 
     # --- internals ----------------------------------------------------------------------------
     def _column(self, column: str) -> np.ndarray:
