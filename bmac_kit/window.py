@@ -137,18 +137,24 @@ class MarketWindow:
         if candles.is_empty():
             return
         names = candles.get_column("symbol").to_list()
-        ends = candles.get_column("candle_end_time").dt.epoch("ms").to_numpy()
-        rows = np.fromiter((self._slots.get(n, -1) for n in names), np.int64, len(names))
-        once = _appears_once(names)
-        known = rows >= 0
-        fast = known & once
-        fast[fast] = ends[fast] == self._last_end[rows[fast]] + self.interval_ms
+        values = _matrix(candles)
+        ends = values[:, _END].astype(np.int64)
+        slots = np.fromiter((self._slots.get(n, -1) for n in names), np.int64, len(names))
+        known = slots >= 0
+        last = np.full(len(names), NO_TIME)
+        last[known] = self._last_end[slots[known]]
+        newest_again = known & (ends == last)  # the usual duplicate: ignored right here
+        fast = known & _appears_once(names) & (ends == last + self.interval_ms)
+        if fast.all():
+            self._append(slots, ends, values)
+            return
         if fast.any():
-            self._append(rows[fast], ends[fast], candles.filter(pl.Series(fast)))
-        if not fast.all():
-            rest = candles.filter(pl.Series(~fast))
-            for (symbol,), part in rest.group_by("symbol", maintain_order=True):
-                self._merge(str(symbol), _arrays(part.drop("symbol")))
+            self._append(slots[fast], ends[fast], values[fast])
+        rest: dict[str, list[int]] = {}
+        for i in np.flatnonzero(~(fast | newest_again)).tolist():
+            rest.setdefault(names[i], []).append(i)
+        for symbol, rows in rest.items():
+            self._merge(symbol, _columns(values[rows]))
 
     def remove(self, symbol: str) -> None:
         """Forget ``symbol`` (delisted); its slot is reused by the next listing."""
@@ -382,10 +388,10 @@ class MarketWindow:
                     mirrored
                 ]
 
-    def _append(self, slots: np.ndarray, ends: np.ndarray, candles: pl.DataFrame) -> None:
+    def _append(self, slots: np.ndarray, ends: np.ndarray, values: np.ndarray) -> None:
         """Each slot's candle right after its newest: one write per column."""
-        values = _arrays(candles)
-        self._write(slots, (ends // self.interval_ms) % self.num_candles, values)
+        positions = (ends // self.interval_ms) % self.num_candles
+        self._write(slots, positions, _columns(values))
         self._count[slots] = np.minimum(self._count[slots] + 1, self.num_candles)
         self._last_end[slots] = ends
 
@@ -439,7 +445,10 @@ def _candle_dir(base: Path) -> Path:
         meta_file = child / META_FILE
         if meta_file.exists():
             meta = orjson.loads(meta_file.read_bytes())
-            if isinstance(meta, dict) and meta.get("candle_dir") == child.name:
+            if not isinstance(meta, dict):
+                continue
+            named = meta.get("candle_dir")
+            if named == child.name or (named is None and not child.name.startswith("exginfo_")):
                 return child
     msg = f"no candle directory with {META_FILE} in {base}"
     raise FileNotFoundError(msg)
@@ -461,6 +470,25 @@ def _appears_once(names: list[str]) -> np.ndarray:
     for name in names:
         seen[name] = seen.get(name, 0) + 1
     return np.array([seen[n] == 1 for n in names], dtype=bool)
+
+
+_END = CANDLE_SCHEMA.names().index("candle_end_time")
+
+
+def _matrix(candles: pl.DataFrame) -> np.ndarray:
+    """The candle columns as one float64 matrix, in the schema's order (times as epoch ms,
+    exact in a float64)."""
+    times = [pl.col(c).dt.epoch("ms").cast(pl.Float64) for c in TIME_COLUMNS]
+    floats = [pl.col(c).cast(pl.Float64) for c in FLOAT_COLUMNS]
+    return candles.select(*times, *floats).to_numpy()
+
+
+def _columns(values: np.ndarray) -> dict[str, np.ndarray]:
+    """A :func:`_matrix`'s rows as one array per column (times back to int64)."""
+    out = {}
+    for j, column in enumerate(CANDLE_SCHEMA.names()):
+        out[column] = values[:, j].astype(np.int64) if column in TIME_COLUMNS else values[:, j]
+    return out
 
 
 def _arrays(candles: pl.DataFrame) -> dict[str, np.ndarray]:

@@ -24,7 +24,7 @@ import polars as pl
 
 from bmac_kit._calculators import AllMarketResult
 from bmac_kit._factors import FactorCfg, FactorSpec, apply_all_market, load_factors, to_bmac_pandas
-from bmac_kit.streaming._kernels import KERNELS, Kernel, PeriodView
+from bmac_kit.streaming._kernels import KERNELS, Kernel, PeriodView, make_kernel
 from bmac_kit.streaming._market import MarketLike, PeriodLike
 from bmac_kit.window import MarketWindow
 
@@ -38,8 +38,7 @@ _TIME = pl.Datetime("ms", "UTC")
 
 def _bundled_kernel(spec: FactorSpec, package: str) -> Kernel | None:
     """The kernel of a bundled factor: same name and the very same ``expr`` function."""
-    kernel = KERNELS.get(spec.name)
-    if kernel is None or spec.expr is None:
+    if spec.name not in KERNELS or spec.expr is None:
         return None
     module = importlib.import_module(f"{package}.{spec.name}")
     for bundled_package in BUNDLED_PACKAGES:
@@ -48,7 +47,7 @@ def _bundled_kernel(spec: FactorSpec, package: str) -> Kernel | None:
         except ModuleNotFoundError:
             continue
         if getattr(module, "expr", None) is getattr(bundled, "expr", object()):
-            return kernel
+            return make_kernel(spec.name)
     return None
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from bmac_kit.window import MarketWindow
 
-__all__ = ["KERNELS", "Kernel", "PeriodView"]
+__all__ = ["KERNELS", "Ema", "Kernel", "PeriodView", "make_kernel"]
 
 
 @dataclass(slots=True)
@@ -151,35 +151,103 @@ def _ema_weights(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     return alpha * decay[:size], decay
 
 
-def ema(view: PeriodView, n: int) -> np.ndarray:
-    """``ewm_mean(span=n, adjust=False)`` seeded at each symbol's oldest candle held.
+class Ema:
+    """``ewm_mean(span=n, adjust=False)`` seeded at each symbol's oldest candle held, as the
+    batch factor over the file.
 
     Unrolled, the recursion over ``c`` candles is ``sum_i a (1-a)^i x[-1-i] + (1-a)^c x[-c]``
-    (``i < c``): one dot product per symbol with fixed weights, the ring's rotation applied to
-    the weights instead of the data.
+    (``i < c``). A symbol whose window gained exactly one candle since the last period takes
+    one step: ``v' = (1-a) v + a x_new``, minus ``(1-a)^W (x_dropped - x_oldest)`` once the
+    window is full (its seed moved by one candle). Any other symbol (first period, a gap, a
+    heal, a listing) is recomputed from its window. The recursion is stable: rounding errors
+    shrink by ``1 - a`` a step, so they do not accumulate.
     """
-    window = view.window
-    size = window.num_candles
-    weights, decay = _ema_weights(n, size)
-    head = window.position(view.end_ms)
-    back = (head - np.arange(size)) % size  # candles back of each ring position
-    ring = window.ring("close")
-    values = ring @ weights[back] + decay[size] * ring[:, (head + 1) % size]
-    counts = window.counts()
-    for slot in view.slots[counts[view.slots] < size]:
-        count = int(counts[slot])
-        close = window.ordered_slot(int(slot), "close")[::-1]  # newest first
-        values[slot] = close @ weights[:count] + decay[count] * close[-1] if count else np.nan
-    return values
+
+    def __init__(self) -> None:
+        self._window: MarketWindow | None = None
+        self._n: int | None = None
+        self._value = np.zeros(0)
+        self._end = np.zeros(0, dtype=np.int64)
+        self._generation = np.zeros(0, dtype=np.int64)
+        self._count = np.zeros(0, dtype=np.int64)
+        self._oldest = np.zeros(0)
+
+    def _reset(self, window: MarketWindow, n: int) -> None:
+        size = window.used_slots
+        if window is self._window and n == self._n and len(self._end) >= size:
+            return
+        old = len(self._end) if window is self._window and n == self._n else 0
+        grow = max(size, 2 * old) - old
+
+        def extend(array: np.ndarray, fill: float | int) -> np.ndarray:
+            return np.concatenate([array[:old], np.full(grow, fill, dtype=array.dtype)])
+
+        self._value = extend(self._value, np.nan)
+        self._end = extend(self._end, np.iinfo(np.int64).min)
+        self._generation = extend(self._generation, -1)
+        self._count = extend(self._count, 0)
+        self._oldest = extend(self._oldest, np.nan)
+        self._window, self._n = window, n
+
+    def __call__(self, view: PeriodView, n: int) -> np.ndarray:
+        window, slots = view.window, view.slots
+        self._reset(window, n)
+        size = window.num_candles
+        alpha = 2 / (n + 1)
+        decay = _ema_weights(n, size)[1]
+        head = window.position(view.end_ms)
+        ring = window.ring("close")
+        counts = window.counts()[slots]
+        generations = window.generations()[slots]
+        before = self._count[slots]
+        stepped = (
+            (self._end[slots] == view.end_ms - window.interval_ms)
+            & (self._generation[slots] == generations)
+            & (counts == np.minimum(before + 1, size))
+        )
+        oldest = ring[slots, (head - counts + 1) % size]
+        values = (1 - alpha) * self._value[slots] + alpha * ring[slots, head]
+        full = stepped & (before == size)
+        values[full] -= decay[size] * (self._oldest[slots][full] - oldest[full])
+        redo = np.flatnonzero(~stepped)
+        if len(redo):
+            values[redo] = self._recompute(window, slots[redo], counts[redo], head, n)
+        self._value[slots] = values
+        self._end[slots] = view.end_ms
+        self._generation[slots] = generations
+        self._count[slots] = counts
+        self._oldest[slots] = oldest
+        out = np.full(window.used_slots, np.nan)
+        out[slots] = values
+        return out
+
+    @staticmethod
+    def _recompute(
+        window: MarketWindow, slots: np.ndarray, counts: np.ndarray, head: int, n: int
+    ) -> np.ndarray:
+        """The unrolled sum: one matrix-vector product for full windows, a dot for others."""
+        size = window.num_candles
+        weights, decay = _ema_weights(n, size)
+        values = np.empty(len(slots))
+        full = counts == size
+        if full.any():
+            ring = window.ring("close")[slots[full]]  # a contiguous copy
+            back = (head - np.arange(size)) % size  # candles back of each ring position
+            values[full] = ring @ weights[back] + decay[size] * ring[:, (head + 1) % size]
+        for i in np.flatnonzero(~full).tolist():
+            count = int(counts[i])
+            close = window.ordered_slot(int(slots[i]), "close")[::-1]  # newest first
+            values[i] = close @ weights[:count] + decay[count] * close[-1] if count else np.nan
+        return values
 
 
-#: The bundled factors' online forms, by module name.
-KERNELS: dict[str, Kernel] = {
+#: The bundled factors' online forms, by module name (a class: one instance per calculator).
+KERNELS: dict[str, Kernel | type[Ema]] = {
     "Atr": atr,
     "Bias": bias,
     "BollingerWidth": bollinger_width,
     "Cci": cci,
-    "Ema": ema,
+    "Ema": Ema,
     "Ma": ma,
     "Momentum": momentum,
     "PctChg": pct_chg,
@@ -190,3 +258,9 @@ KERNELS: dict[str, Kernel] = {
     "Volatility": volatility,
     "ZScore": zscore,
 }
+
+
+def make_kernel(name: str) -> Kernel:
+    """The online form of bundled factor ``name`` (a fresh one if it keeps state)."""
+    kernel = KERNELS[name]
+    return kernel() if isinstance(kernel, type) else kernel
