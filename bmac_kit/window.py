@@ -137,9 +137,9 @@ class MarketWindow:
         if candles.is_empty():
             return
         names = candles.get_column("symbol").to_list()
-        values = _matrix(candles)
-        ends = values[:, _END].astype(np.int64)
-        slots = np.fromiter((self._slots.get(n, -1) for n in names), np.int64, len(names))
+        values = _arrays(candles)
+        ends = values["candle_end_time"]
+        slots = self.slots_of(names)
         known = slots >= 0
         last = np.full(len(names), NO_TIME)
         last[known] = self._last_end[slots[known]]
@@ -149,12 +149,12 @@ class MarketWindow:
             self._append(slots, ends, values)
             return
         if fast.any():
-            self._append(slots[fast], ends[fast], values[fast])
+            self._append(slots[fast], ends[fast], {c: a[fast] for c, a in values.items()})
         rest: dict[str, list[int]] = {}
         for i in np.flatnonzero(~(fast | newest_again)).tolist():
             rest.setdefault(names[i], []).append(i)
         for symbol, rows in rest.items():
-            self._merge(symbol, _columns(values[rows]))
+            self._merge(symbol, {c: a[rows] for c, a in values.items()})
 
     def remove(self, symbol: str) -> None:
         """Forget ``symbol`` (delisted); its slot is reused by the next listing."""
@@ -221,6 +221,11 @@ class MarketWindow:
             KeyError: the symbol is not held.
         """
         return self._slots[symbol]
+
+    def slots_of(self, symbols: Iterable[str]) -> np.ndarray:
+        """The array row of each symbol, -1 for a symbol not held."""
+        get = self._slots.get
+        return np.fromiter((get(s, -1) for s in symbols), np.int64)
 
     def counts(self) -> np.ndarray:
         """Candles held per slot (read-only view)."""
@@ -388,10 +393,9 @@ class MarketWindow:
                     mirrored
                 ]
 
-    def _append(self, slots: np.ndarray, ends: np.ndarray, values: np.ndarray) -> None:
+    def _append(self, slots: np.ndarray, ends: np.ndarray, values: dict[str, np.ndarray]):
         """Each slot's candle right after its newest: one write per column."""
-        positions = (ends // self.interval_ms) % self.num_candles
-        self._write(slots, positions, _columns(values))
+        self._write(slots, (ends // self.interval_ms) % self.num_candles, values)
         self._count[slots] = np.minimum(self._count[slots] + 1, self.num_candles)
         self._last_end[slots] = ends
 
@@ -472,33 +476,24 @@ def _appears_once(names: list[str]) -> np.ndarray:
     return np.array([seen[n] == 1 for n in names], dtype=bool)
 
 
-_END = CANDLE_SCHEMA.names().index("candle_end_time")
-
-
-def _matrix(candles: pl.DataFrame) -> np.ndarray:
-    """The candle columns as one float64 matrix, in the schema's order (times as epoch ms,
-    exact in a float64)."""
-    times = [pl.col(c).dt.epoch("ms").cast(pl.Float64) for c in TIME_COLUMNS]
-    floats = [pl.col(c).cast(pl.Float64) for c in FLOAT_COLUMNS]
-    return candles.select(*times, *floats).to_numpy()
-
-
-def _columns(values: np.ndarray) -> dict[str, np.ndarray]:
-    """A :func:`_matrix`'s rows as one array per column (times back to int64)."""
-    out = {}
-    for j, column in enumerate(CANDLE_SCHEMA.names()):
-        out[column] = values[:, j].astype(np.int64) if column in TIME_COLUMNS else values[:, j]
-    return out
-
-
 def _arrays(candles: pl.DataFrame) -> dict[str, np.ndarray]:
-    """The candle columns as numpy (times as epoch ms, floats as float64 with NaN for null)."""
+    """The candle columns as numpy (times as epoch ms, floats as float64 with NaN for null).
+
+    Series operations only: a query (``select``) would wake polars' thread pool, which
+    costs milliseconds on a busy machine.
+    """
     out: dict[str, np.ndarray] = {}
     for column in TIME_COLUMNS:
-        out[column] = candles.get_column(column).dt.epoch("ms").to_numpy().astype(np.int64)
+        series = candles.get_column(column)
+        if getattr(series.dtype, "time_unit", None) == "ms":
+            out[column] = series.to_physical().to_numpy()
+        else:
+            out[column] = series.dt.epoch("ms").to_numpy().astype(np.int64)
     for column in FLOAT_COLUMNS:
-        series = candles.get_column(column).cast(pl.Float64)
-        out[column] = series.to_numpy().astype(np.float64, copy=False)
+        series = candles.get_column(column)
+        if series.dtype != pl.Float64:
+            series = series.cast(pl.Float64)
+        out[column] = series.to_numpy()
     return out
 
 

@@ -16,7 +16,7 @@ import importlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import anyio.to_thread
 import numpy as np
@@ -27,6 +27,7 @@ from bmac_kit._factors import FactorCfg, FactorSpec, apply_all_market, load_fact
 from bmac_kit.streaming._kernels import KERNELS, Kernel, PeriodView, make_kernel
 from bmac_kit.streaming._market import MarketLike, PeriodLike
 from bmac_kit.window import MarketWindow
+from bmac_trio._layout import CANDLE_SCHEMA
 
 __all__ = ["BmacStreamingCalculator"]
 
@@ -34,6 +35,7 @@ LOGGER = logging.getLogger("bmac_kit.streaming")
 #: Where the bundled factor modules live (a module's ``expr`` must be theirs to get a kernel).
 BUNDLED_PACKAGES = ("factor",)
 _TIME = pl.Datetime("ms", "UTC")
+_DTYPES = {"symbol": pl.String, "candle_begin_time": _TIME, "candle_end_time": _TIME}
 
 
 def _bundled_kernel(spec: FactorSpec, package: str) -> Kernel | None:
@@ -118,42 +120,42 @@ class BmacStreamingCalculator:
         """The all-market result of one period already applied to the window."""
         window = self.window
         run_ms = _ms(period.run_time)
-        ends = window.last_ends()
-        symbols = sorted(s for s in period.ready if s in window)
-        slots = np.array([window.slot(s) for s in symbols], dtype=np.int64)
-        newest = ends[slots] == run_ms
-        late = [s for s, ok in zip(symbols, newest, strict=True) if not ok]
-        if late:  # the window has moved past run_time for these: cut them from the window
-            late_frame = apply_all_market(window.market_frame(late, run_ms), [*self._specs], run_ms)
-        symbols = [s for s, ok in zip(symbols, newest, strict=True) if ok]
-        slots = slots[newest]
+        symbols = sorted(period.ready)
+        slots = window.slots_of(symbols)
+        newest = slots >= 0
+        newest[newest] = window.last_ends()[slots[newest]] == run_ms
+        late: list[str] = []
+        if not newest.all():
+            names = np.array(symbols, dtype=object)
+            late = [s for s in names[~newest].tolist() if s in window]
+            symbols, slots = names[newest].tolist(), slots[newest]
         frame = self._fast(window, symbols, slots, run_ms)
-        if late:
+        if late:  # the window moved past run_time for these (or has a gap): cut them out of it
+            market = window.market_frame(late, run_ms)
+            late_frame = apply_all_market(market, self._specs, run_ms)
             late_frame = late_frame.with_columns(_nan_for_null(self._specs))
             frame = pl.concat([frame, late_frame.select(frame.columns)]).sort("symbol")
-        computed = set(frame.get_column("symbol").to_list())
-        missing = tuple(sorted(set(period.missing) | (set(period.ready) - computed)))
+            symbols = frame.get_column("symbol").to_list()
+        missing = set(period.missing) | set(period.ready).difference(symbols)
         output = to_bmac_pandas(frame) if self.output == "pandas" else frame
-        return AllMarketResult(run_time_ms=run_ms, frame=output, missing=missing)
+        return AllMarketResult(run_time_ms=run_ms, frame=output, missing=tuple(sorted(missing)))
 
     def _fast(
         self, window: MarketWindow, symbols: list[str], slots: np.ndarray, run_ms: int
     ) -> pl.DataFrame:
         """The frame of the symbols whose newest candle ends at ``run_ms`` (sorted)."""
-        columns = [pl.Series("symbol", symbols, dtype=pl.String)]
-        for name, values in window.rows_at(slots, run_ms).items():
-            series = pl.Series(name, values)
-            columns.append(series.cast(_TIME) if name.endswith("_time") else series)
+        columns: dict[str, Any] = {"symbol": symbols, **window.rows_at(slots, run_ms)}
         view = PeriodView(window, run_ms, slots)
-        factors: dict[str, pl.Series] = {}
         with np.errstate(all="ignore"):  # x/0 is inf or NaN, as in polars
             for column, (kernel, param) in self._kernels.items():
-                values = kernel(view, param)[slots] if len(slots) else np.empty(0)
-                factors[column] = pl.Series(column, values, dtype=pl.Float64, nan_to_null=False)
+                columns[column] = kernel(view, param)[slots] if len(slots) else np.empty(0)
         if self._batch:
-            factors.update(self._batch_columns(window, symbols, run_ms))
-        columns += [factors[spec.column] for spec in self._specs]
-        return pl.DataFrame(columns)
+            columns.update(self._batch_columns(window, symbols, run_ms))  # polars Series
+        order = ["symbol", *CANDLE_SCHEMA.names(), *(spec.column for spec in self._specs)]
+        # Series of known dtypes: no query engine (whose threads are slow to wake on a busy box)
+        return pl.DataFrame(
+            [pl.Series(n, columns[n], dtype=_DTYPES.get(n, pl.Float64)) for n in order]
+        )
 
     def _batch_columns(
         self, window: MarketWindow, symbols: Sequence[str], run_ms: int
