@@ -33,8 +33,9 @@ import orjson
 import polars as pl
 
 from bmac_kit._reader import CandleFileReader, MarketFrame, read_market
-from bmac_trio._intervals import Interval, parse_interval
-from bmac_trio._layout import CANDLE_SCHEMA, FLOAT_COLUMNS, META_FILE
+from bmac_trio.binance.candles import CANDLE_SCHEMA, FLOAT_COLUMNS
+from bmac_trio.binance.intervals import Interval, parse_interval
+from bmac_trio.store.layout import META_FILE
 
 __all__ = ["MarketWindow"]
 

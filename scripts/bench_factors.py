@@ -41,10 +41,10 @@ import trio
 from bmac_kit import BmacAllMarketCalculator, CandleFileReader
 from bmac_kit.streaming import BmacStreamingCalculator, ReplayPeriod
 from bmac_kit.window import MarketWindow
-from bmac_trio._clock import TrioClock
-from bmac_trio._intervals import parse_interval
-from bmac_trio._layout import CANDLE_SCHEMA, DEFAULT_TIMEZONE
-from bmac_trio._storage import CandleStore
+from bmac_trio.binance.intervals import parse_interval
+from bmac_trio.clock import TrioClock
+from bmac_trio.store.candles import CandleStore
+from bmac_trio.store.layout import CANDLE_SCHEMA, DEFAULT_TIMEZONE
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "kit"))  # the BMAC-style pandas factor modules

@@ -27,7 +27,7 @@ from bmac_kit._factors import FactorCfg, FactorSpec, apply_all_market, load_fact
 from bmac_kit.streaming._kernels import KERNELS, Kernel, PeriodView, make_kernel
 from bmac_kit.streaming._market import MarketLike, PeriodLike
 from bmac_kit.window import MarketWindow
-from bmac_trio._layout import CANDLE_SCHEMA
+from bmac_trio.binance.candles import CANDLE_SCHEMA
 
 __all__ = ["BmacStreamingCalculator"]
 

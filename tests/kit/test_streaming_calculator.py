@@ -25,7 +25,7 @@ from bmac_kit._factors import apply_all_market, load_factors
 from bmac_kit._reader import read_market
 from bmac_kit.streaming import BmacStreamingCalculator, ReplayMarket
 from bmac_kit.window import MarketWindow
-from bmac_trio._clock import TrioClock
+from bmac_trio.clock import TrioClock
 
 T0 = 1_721_216_400_000
 FIVE_MIN = 300_000
