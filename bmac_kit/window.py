@@ -76,6 +76,7 @@ class MarketWindow:
         self.mirror = min(self.num_candles, DEFAULT_MIRROR if mirror is None else int(mirror))
         self._width = self.num_candles + self.mirror
         self._slots: dict[str, int] = {}
+        self._slots_cache: dict[tuple[str, ...], np.ndarray] = {}
         self._names: list[str | None] = []
         self._free: list[int] = []
         self._floats: dict[str, np.ndarray] = {}
@@ -122,11 +123,13 @@ class MarketWindow:
 
     def load(self, market: MarketFrame) -> None:
         """Merge several symbols' candles (each symbol's rows contiguous), e.g. files just read."""
+        if market.frame.is_empty():
+            return
+        arrays = _arrays(market.frame)  # converted once, sliced per symbol below
         start = 0
         for symbol, rows in zip(market.symbols, market.rows, strict=True):
-            part = market.frame.slice(start, rows)
+            self._merge(symbol, {c: a[start : start + rows] for c, a in arrays.items()})
             start += rows
-            self._merge(symbol, _arrays(part))
 
     # --- the contract -----------------------------------------------------------------------
     def apply(self, candles: pl.DataFrame) -> None:
@@ -162,6 +165,7 @@ class MarketWindow:
         slot = self._slots.pop(symbol, None)
         if slot is None:
             return
+        self._slots_cache.clear()
         self._clear(slot)
         self._names[slot] = None
         self._free.append(slot)
@@ -224,9 +228,16 @@ class MarketWindow:
         return self._slots[symbol]
 
     def slots_of(self, symbols: Iterable[str]) -> np.ndarray:
-        """The array row of each symbol, -1 for a symbol not held."""
-        get = self._slots.get
-        return np.fromiter((get(s, -1) for s in symbols), np.int64)
+        """The array row of each symbol, -1 for a symbol not held (a new array)."""
+        key = tuple(symbols)
+        slots = self._slots_cache.get(key)  # the same lists come every period
+        if slots is None:
+            get = self._slots.get
+            slots = np.fromiter((get(s, -1) for s in key), np.int64, len(key))
+            if len(self._slots_cache) >= 8:
+                self._slots_cache.clear()
+            self._slots_cache[key] = slots
+        return slots.copy()
 
     def counts(self) -> np.ndarray:
         """Candles held per slot (read-only view)."""
@@ -354,6 +365,7 @@ class MarketWindow:
             if slot >= len(self._count):
                 self._grow(max(16, 2 * len(self._count)))
         self._slots[symbol] = slot
+        self._slots_cache.clear()
         return slot
 
     def _clear(self, slot: int) -> None:

@@ -27,7 +27,7 @@ from bmac_kit._factors import FactorCfg, FactorSpec, apply_all_market, load_fact
 from bmac_kit.streaming._kernels import KERNELS, Kernel, PeriodView, make_kernel
 from bmac_kit.streaming._market import MarketLike, PeriodLike
 from bmac_kit.window import MarketWindow
-from bmac_trio.binance.candles import CANDLE_SCHEMA
+from bmac_trio.binance.candles import CANDLE_SCHEMA, FLOAT_COLUMNS
 
 __all__ = ["BmacStreamingCalculator"]
 
@@ -106,15 +106,23 @@ class BmacStreamingCalculator:
         """One :class:`~bmac_kit.AllMarketResult` per period, as the market yields them.
 
         In the event loop when every factor is numpy or polars (well under a millisecond per
-        factor for 500 symbols); in a worker thread when a pandas factor is configured.
+        factor for 500 symbols); in a worker thread when a pandas factor is configured. Close
+        it with ``contextlib.aclosing`` when leaving early: the market's period stream is
+        closed with it.
         """
-        async for period in self.market.periods():
-            if self._slow:
-                result = await anyio.to_thread.run_sync(self.calc_period, period)
-            else:
-                result = self.calc_period(period)
-            self.missing = result.missing
-            yield result
+        periods = self.market.periods()
+        try:
+            async for period in periods:
+                if self._slow:
+                    result = await anyio.to_thread.run_sync(self.calc_period, period)
+                else:
+                    result = self.calc_period(period)
+                self.missing = result.missing
+                yield result
+        finally:
+            close = getattr(periods, "aclose", None)
+            if close is not None:
+                await close()
 
     def calc_period(self, period: PeriodLike) -> AllMarketResult:
         """The all-market result of one period already applied to the window."""
@@ -151,11 +159,19 @@ class BmacStreamingCalculator:
                 columns[column] = kernel(view, param)[slots] if len(slots) else np.empty(0)
         if self._batch:
             columns.update(self._batch_columns(window, symbols, run_ms))  # polars Series
-        order = ["symbol", *CANDLE_SCHEMA.names(), *(spec.column for spec in self._specs)]
-        # Series of known dtypes: no query engine (whose threads are slow to wake on a busy box)
-        return pl.DataFrame(
-            [pl.Series(n, columns[n], dtype=_DTYPES.get(n, pl.Float64)) for n in order]
-        )
+        if self._batch or not len(slots):
+            order = ["symbol", *CANDLE_SCHEMA.names(), *(spec.column for spec in self._specs)]
+            return pl.DataFrame(
+                [pl.Series(n, columns[n], dtype=_DTYPES.get(n, pl.Float64)) for n in order]
+            )
+        # every float column in one 2-D array, one polars call (and no query engine, whose
+        # threads are slow to wake on a busy machine)
+        floats = [*FLOAT_COLUMNS, *(spec.column for spec in self._specs)]
+        matrix = np.empty((len(floats), len(slots)))
+        for i, name in enumerate(floats):
+            matrix[i] = columns[name]
+        head = pl.DataFrame([pl.Series(n, columns[n], dtype=_DTYPES[n]) for n in _DTYPES])
+        return head.hstack(pl.from_numpy(matrix, schema=floats, orient="col"))
 
     def _batch_columns(
         self, window: MarketWindow, symbols: Sequence[str], run_ms: int

@@ -14,6 +14,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import aclosing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import pytest
 from bmac_kit import AllMarketResult, BmacAllMarketCalculator, CandleFileReader
 from bmac_kit._factors import apply_all_market, load_factors
 from bmac_kit._reader import read_market
-from bmac_kit.streaming import BmacStreamingCalculator, ReplayMarket
+from bmac_kit.streaming import BmacStreamingCalculator, ReplayMarket, ReplayPeriod
 from bmac_kit.window import MarketWindow
 from bmac_trio.clock import TrioClock
 
@@ -211,3 +212,56 @@ def test_pandas_output_is_bmacs_shape(datadir: Any, make_candles: Any) -> None:
     assert frame.index.name == "symbol"
     assert list(frame.index) == ["AUSDT", "BUSDT"]
     assert "Ema_8" in frame.columns
+
+
+async def test_a_period_the_window_has_moved_past_is_cut_from_the_window(
+    datadir: Any, make_candles: Any
+) -> None:
+    """calc_period for an older period: the symbols holding it are computed like the batch."""
+    frames = scenario(datadir, make_candles)
+    window = MarketWindow.from_directory(datadir.base)
+    market = ReplayMarket(window, frames)
+    calc = BmacStreamingCalculator(market, CFGS)
+    async with aclosing(calc.results()) as results:
+        periods = [result async for result in results]
+    assert len(periods) == 4
+    third = T0 + 3 * FIVE_MIN
+    assert market.period_of(window.period_frame(third)).ready == ()  # no newest ends then
+    period = ReplayPeriod(
+        run_time=datetime.fromtimestamp(third / 1000, UTC),
+        candles=window.period_frame(third),
+        ready=("AUSDT", "BUSDT", "CUSDT", "DUSDT"),
+        missing=(),
+    )
+    late = calc.calc_period(period)
+    batch = batch_from_files(datadir, CFGS, "factor", third)
+    assert_same(late.frame, batch, [f"{n}_{p}" for n, p in CFGS])
+    assert late.frame.get_column("symbol").to_list() == ["AUSDT", "BUSDT", "CUSDT"]
+    assert late.missing == ("DUSDT",)
+
+
+class ClosingMarket(ReplayMarket):
+    """Records whether its period stream was closed."""
+
+    closed = False
+
+    async def periods(self) -> Any:
+        try:
+            async with aclosing(super().periods()) as periods:
+                async for period in periods:
+                    yield period
+        finally:
+            self.closed = True
+
+
+async def test_leaving_early_closes_the_markets_period_stream(
+    datadir: Any, make_candles: Any
+) -> None:
+    frames = scenario(datadir, make_candles)
+    market = ClosingMarket(MarketWindow.from_directory(datadir.base), frames)
+    calc = BmacStreamingCalculator(market, CFGS)
+    async with aclosing(calc.results()) as results:
+        async for result in results:
+            assert result.run_time_ms == T0 + FIVE_MIN
+            break
+    assert market.closed
