@@ -29,6 +29,10 @@ from bmac_kit.window import MarketWindow
 from bmac_trio.clock import TrioClock
 
 T0 = 1_721_216_400_000
+#: Where a formula cancels (Bias = close / mean - 1 near 0, Cci and ZScore near 0), the two
+#: summation orders differ by ~1e-16 of the operands, which is more than 1e-9 of a result
+#: near zero: there the values must agree to 1e-10 absolute instead.
+ABS_TOL = 1e-10
 FIVE_MIN = 300_000
 CFGS = [
     ("PctChg", 5),
@@ -120,7 +124,7 @@ def assert_same(streamed: pl.DataFrame, batch: pl.DataFrame, columns: list[str])
             if want is None or math.isnan(want):
                 assert math.isnan(got), column
             else:
-                assert math.isclose(got, want, rel_tol=1e-9), (column, got, want)
+                assert math.isclose(got, want, rel_tol=1e-9, abs_tol=ABS_TOL), (column, got, want)
 
 
 def batch_from_files(datadir: Any, cfgs: list, package: str, run_ms: int) -> pl.DataFrame:
