@@ -13,15 +13,18 @@ order. Where the batch factor is null (too few candles) the streaming value is N
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import anyio.to_thread
 import numpy as np
 import polars as pl
 
+from bmac_kit import _factors
 from bmac_kit._calculators import AllMarketResult
 from bmac_kit._factors import FactorCfg, FactorSpec, apply_all_market, load_factors, to_bmac_pandas
 from bmac_kit.streaming._kernels import KERNELS, Kernel, PeriodView, make_kernel
@@ -32,25 +35,48 @@ from bmac_trio.binance.candles import CANDLE_SCHEMA, FLOAT_COLUMNS
 __all__ = ["BmacStreamingCalculator"]
 
 LOGGER = logging.getLogger("bmac_kit.streaming")
-#: Where the bundled factor modules live (a module's ``expr`` must be theirs to get a kernel).
-BUNDLED_PACKAGES = ("factor",)
 _TIME = pl.Datetime("ms", "UTC")
 _DTYPES = {"symbol": pl.String, "candle_begin_time": _TIME, "candle_end_time": _TIME}
 
 
-def _bundled_kernel(spec: FactorSpec, package: str) -> Kernel | None:
-    """The kernel of a bundled factor: same name and the very same ``expr`` function."""
-    if spec.name not in KERNELS or spec.expr is None:
-        return None
-    module = importlib.import_module(f"{package}.{spec.name}")
-    for bundled_package in BUNDLED_PACKAGES:
+def _bundled_dir() -> Path | None:
+    """The directory of the factor modules shipped with the kit.
+
+    ``bmac_kit.factors`` (issue 13); before it, the repository's ``factor`` package. Only one:
+    once the kit ships its own, ``factor`` is the *user's* package.
+    """
+    for package in ("bmac_kit.factors", "factor"):
         try:
-            bundled = importlib.import_module(f"{bundled_package}.{spec.name}")
+            module = importlib.import_module(package)
         except ModuleNotFoundError:
             continue
-        if getattr(module, "expr", None) is getattr(bundled, "expr", object()):
-            return make_kernel(spec.name)
+        return Path(module.__file__ or "").resolve().parent
     return None
+
+
+def _factor_module(package: str, name: str) -> Any:
+    """The module ``load_factors`` loads for ``name`` (the bundled one as its fallback)."""
+    finder = getattr(_factors, "import_factor_module", None)
+    if finder is not None:
+        return finder(package, name)
+    return importlib.import_module(f"{package}.{name}")
+
+
+def _bundled_kernel(spec: FactorSpec, package: str) -> Kernel | None:
+    """The kernel of a bundled factor: its ``expr`` is defined in the bundled module's file.
+
+    So a user package re-exporting a bundled factor gets the kernel, and a user module of the
+    same name with its own formula does not, whatever the package is called.
+    """
+    bundled = _bundled_dir()
+    if spec.name not in KERNELS or spec.expr is None or bundled is None:
+        return None
+    expr = getattr(_factor_module(package, spec.name), "expr", None)
+    try:
+        source = Path(inspect.getfile(expr)).resolve()  # type: ignore[arg-type]
+    except TypeError:  # not a Python function
+        return None
+    return make_kernel(spec.name) if source == bundled / f"{spec.name}.py" else None
 
 
 class BmacStreamingCalculator:

@@ -56,13 +56,20 @@ USER_FACTORS = {
         "    return pl.col('close').ewm_mean(span=n) / pl.col('close').first()\n"
     ),
     "Ema.py": "from factor.Ema import expr  # noqa: F401\n",  # bundled: gets the kernel
+    "Momentum.py": (  # a bundled factor's name, the user's own formula: no kernel
+        "import polars as pl\n\n"
+        "def expr(n):\n"
+        "    return pl.col('close').log().diff(n)\n\n"
+        "def lookback(n):\n"
+        "    return n + 1\n"
+    ),
     "PandasPct.py": (
         "def signal(df, n, factor_name):\n"
         "    df[factor_name] = df['close'].pct_change(n)\n"
         "    return df\n"
     ),
 }
-USER_CFGS = [("Spread", 3), ("Trend", 4), ("Ema", 5), ("PandasPct", 2)]
+USER_CFGS = [("Spread", 3), ("Trend", 4), ("Ema", 5), ("Momentum", 3), ("PandasPct", 2)]
 
 
 @pytest.fixture
