@@ -12,6 +12,7 @@ order. Where the batch factor is null (too few candles) the streaming value is N
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import logging
@@ -27,6 +28,7 @@ import polars as pl
 from bmac_kit import _factors
 from bmac_kit._calculators import AllMarketResult
 from bmac_kit._factors import FactorCfg, FactorSpec, apply_all_market, load_factors, to_bmac_pandas
+from bmac_kit._reader import MarketFrame
 from bmac_kit.streaming._kernels import KERNELS, Kernel, PeriodView, make_kernel
 from bmac_kit.streaming._market import MarketLike, PeriodLike
 from bmac_kit.window import MarketWindow
@@ -122,6 +124,7 @@ class BmacStreamingCalculator:
         self._slow = any(s.signal is not None for s in batch)
         #: Symbols missing from the last result.
         self.missing: tuple[str, ...] = ()
+        self._errors: dict[str, Exception] = {}
 
     @property
     def window(self) -> MarketWindow:
@@ -154,6 +157,7 @@ class BmacStreamingCalculator:
         """The all-market result of one period already applied to the window."""
         window = self.window
         run_ms = _ms(period.run_time)
+        self._errors = {}
         symbols = sorted(period.ready)
         slots = window.slots_of(symbols)
         newest = slots >= 0
@@ -166,13 +170,29 @@ class BmacStreamingCalculator:
         frame = self._fast(window, symbols, slots, run_ms)
         if late:  # the window moved past run_time for these (or has a gap): cut them out of it
             market = window.market_frame(late, run_ms)
-            late_frame = apply_all_market(market, self._specs, run_ms)
+            late_frame = self._apply_batch(market, self._specs, run_ms)
             late_frame = late_frame.with_columns(_nan_for_null(self._specs))
             frame = pl.concat([frame, late_frame.select(frame.columns)]).sort("symbol")
             symbols = frame.get_column("symbol").to_list()
+        if self._errors:  # a user factor failed for these: reported missing, with the error
+            frame = frame.filter(~pl.col("symbol").is_in(list(self._errors)))
+            symbols = frame.get_column("symbol").to_list()
         missing = set(period.missing) | set(period.ready).difference(symbols)
         output = to_bmac_pandas(frame) if self.output == "pandas" else frame
-        return AllMarketResult(run_time_ms=run_ms, frame=output, missing=tuple(sorted(missing)))
+        result = AllMarketResult(run_time_ms=run_ms, frame=output, missing=tuple(sorted(missing)))
+        if self._errors and hasattr(result, "errors"):
+            result = dataclasses.replace(result, errors=dict(self._errors))  # type: ignore[call-arg]
+        return result
+
+    def _apply_batch(
+        self, market: MarketFrame, specs: Sequence[FactorSpec], run_ms: int
+    ) -> pl.DataFrame:
+        """``apply_all_market``, keeping the errors of symbols a factor failed for."""
+        out = apply_all_market(market, specs, run_ms)
+        if isinstance(out, tuple):  # (frame, {symbol: FactorError}) since issue 13
+            out, errors = out
+            self._errors.update(errors)
+        return out
 
     def _fast(
         self, window: MarketWindow, symbols: list[str], slots: np.ndarray, run_ms: int
@@ -206,7 +226,7 @@ class BmacStreamingCalculator:
         lookbacks = [s.lookback for s in self._batch]
         last = None if None in lookbacks else max(int(b) for b in lookbacks if b is not None)
         market = window.market_frame(symbols, run_ms, last=last)
-        result = apply_all_market(market, self._batch, run_ms)
+        result = self._apply_batch(market, self._batch, run_ms)
         order = result.get_column("symbol").to_list()
         if order != list(symbols):
             result = result.join(
