@@ -109,6 +109,11 @@ def file_of(sent: list[pl.DataFrame], num_candles: int) -> pl.DataFrame:
     return frame.sort("candle_end_time").tail(num_candles)
 
 
+def batch_frame(out: Any) -> pl.DataFrame:
+    """apply_all_market's frame (since issue 13 it returns (frame, errors))."""
+    return out[0] if isinstance(out, tuple) else out
+
+
 def assert_same(streamed: pl.DataFrame, batch: pl.DataFrame, columns: list[str]) -> None:
     assert streamed.get_column("symbol").to_list() == batch.get_column("symbol").to_list()
     assert streamed.drop(columns).equals(batch.drop(columns))
@@ -190,7 +195,7 @@ def run_scenario(s: dict[str, Any]) -> int:
             list(files),
             [f.height for f in files.values()],
         )
-        batch = apply_all_market(market_frame, specs, run_ms) if files else None
+        batch = batch_frame(apply_all_market(market_frame, specs, run_ms)) if files else None
         if batch is None:
             assert result.frame.is_empty()
             continue
