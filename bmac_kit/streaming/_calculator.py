@@ -25,7 +25,7 @@ import anyio.to_thread
 import numpy as np
 import polars as pl
 
-from bmac_kit import _factors
+import bmac_kit._factors as kit_factors
 from bmac_kit._calculators import AllMarketResult
 from bmac_kit._factors import FactorCfg, FactorSpec, apply_all_market, load_factors, to_bmac_pandas
 from bmac_kit._reader import MarketFrame
@@ -58,7 +58,7 @@ def _bundled_dir() -> Path | None:
 
 def _factor_module(package: str, name: str) -> Any:
     """The module ``load_factors`` loads for ``name`` (the bundled one as its fallback)."""
-    finder = getattr(_factors, "import_factor_module", None)
+    finder = getattr(kit_factors, "import_factor_module", None)
     if finder is not None:
         return finder(package, name)
     return importlib.import_module(f"{package}.{name}")
