@@ -16,7 +16,7 @@ import dataclasses
 import importlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -124,7 +124,6 @@ class BmacStreamingCalculator:
         self._slow = any(s.signal is not None for s in batch)
         #: Symbols missing from the last result.
         self.missing: tuple[str, ...] = ()
-        self._errors: dict[str, Exception] = {}
 
     @property
     def window(self) -> MarketWindow:
@@ -142,10 +141,11 @@ class BmacStreamingCalculator:
         periods = self.market.periods()
         try:
             async for period in periods:
+                finish = self._prepare(period)  # reads the window: in the event loop
                 if self._slow:
-                    result = await anyio.to_thread.run_sync(self.calc_period, period)
+                    result = await anyio.to_thread.run_sync(finish)  # pandas, on copies
                 else:
-                    result = self.calc_period(period)
+                    result = finish()
                 self.missing = result.missing
                 yield result
         finally:
@@ -155,57 +155,67 @@ class BmacStreamingCalculator:
 
     def calc_period(self, period: PeriodLike) -> AllMarketResult:
         """The all-market result of one period already applied to the window."""
+        return self._prepare(period)()
+
+    def _prepare(self, period: PeriodLike) -> Callable[[], AllMarketResult]:
+        """Everything that reads the window (kernels, frames cut out for the batch code);
+        returns the rest of the work, which only touches copies (a worker thread may run it
+        while the market applies the next candles)."""
         window = self.window
         run_ms = _ms(period.run_time)
-        self._errors = {}
         symbols = sorted(period.ready)
         slots = window.slots_of(symbols)
         newest = slots >= 0
         newest[newest] = window.last_ends()[slots[newest]] == run_ms
         late: list[str] = []
-        if not newest.all():
+        if not newest.all():  # the window moved past run_time for these (or has a gap)
             names = np.array(symbols, dtype=object)
             late = [s for s in names[~newest].tolist() if s in window]
             symbols, slots = names[newest].tolist(), slots[newest]
-        frame = self._fast(window, symbols, slots, run_ms)
-        if late:  # the window moved past run_time for these (or has a gap): cut them out of it
-            market = window.market_frame(late, run_ms)
-            late_frame = self._apply_batch(market, self._specs, run_ms)
-            late_frame = late_frame.with_columns(_nan_for_null(self._specs))
-            frame = pl.concat([frame, late_frame.select(frame.columns)]).sort("symbol")
-            symbols = frame.get_column("symbol").to_list()
-        if self._errors:  # a user factor failed for these: reported missing, with the error
-            frame = frame.filter(~pl.col("symbol").is_in(list(self._errors)))
-            symbols = frame.get_column("symbol").to_list()
-        missing = set(period.missing) | set(period.ready).difference(symbols)
-        output = to_bmac_pandas(frame) if self.output == "pandas" else frame
-        result = AllMarketResult(run_time_ms=run_ms, frame=output, missing=tuple(sorted(missing)))
-        if self._errors and hasattr(result, "errors"):
-            result = dataclasses.replace(result, errors=dict(self._errors))  # type: ignore[call-arg]
-        return result
+        columns = self._kernel_columns(window, symbols, slots, run_ms)
+        batch_market = late_market = None
+        if self._batch:
+            lookbacks = [s.lookback for s in self._batch]
+            last = None if None in lookbacks else max(int(b) for b in lookbacks if b is not None)
+            batch_market = window.market_frame(symbols, run_ms, last=last)
+        if late:
+            late_market = window.market_frame(late, run_ms)
 
-    def _apply_batch(
-        self, market: MarketFrame, specs: Sequence[FactorSpec], run_ms: int
-    ) -> pl.DataFrame:
-        """``apply_all_market``, keeping the errors of symbols a factor failed for."""
-        out = apply_all_market(market, specs, run_ms)
-        if isinstance(out, tuple):  # (frame, {symbol: FactorError}) since issue 13
-            out, errors = out
-            self._errors.update(errors)
-        return out
+        def finish() -> AllMarketResult:
+            errors: dict[str, Exception] = {}
+            if batch_market is not None:
+                columns.update(self._batch_columns(batch_market, symbols, run_ms, errors))
+            frame = self._frame(columns, len(symbols))
+            if late_market is not None:
+                late_frame = _apply_batch(late_market, self._specs, run_ms, errors)
+                late_frame = late_frame.with_columns(_nan_for_null(self._specs))
+                frame = pl.concat([frame, late_frame.select(frame.columns)]).sort("symbol")
+            if errors:  # a user factor failed for these: reported missing, with the error
+                frame = frame.filter(~pl.col("symbol").is_in(list(errors)))
+            done = frame.get_column("symbol").to_list() if late or errors else symbols
+            missing = tuple(sorted(set(period.missing) | set(period.ready).difference(done)))
+            output = to_bmac_pandas(frame) if self.output == "pandas" else frame
+            result = AllMarketResult(run_time_ms=run_ms, frame=output, missing=missing)
+            if errors and hasattr(result, "errors"):  # since issue 13
+                result = dataclasses.replace(result, errors=errors)  # type: ignore[call-arg]
+            return result
 
-    def _fast(
+        return finish
+
+    def _kernel_columns(
         self, window: MarketWindow, symbols: list[str], slots: np.ndarray, run_ms: int
-    ) -> pl.DataFrame:
-        """The frame of the symbols whose newest candle ends at ``run_ms`` (sorted)."""
+    ) -> dict[str, Any]:
+        """``symbol``, the candle columns and the bundled factors' columns."""
         columns: dict[str, Any] = {"symbol": symbols, **window.rows_at(slots, run_ms)}
         view = PeriodView(window, run_ms, slots)
         with np.errstate(all="ignore"):  # x/0 is inf or NaN, as in polars
             for column, (kernel, param) in self._kernels.items():
                 columns[column] = kernel(view, param)[slots] if len(slots) else np.empty(0)
-        if self._batch:
-            columns.update(self._batch_columns(window, symbols, run_ms))  # polars Series
-        if self._batch or not len(slots):
+        return columns
+
+    def _frame(self, columns: dict[str, Any], rows: int) -> pl.DataFrame:
+        """The result frame, in the batch calculator's column order."""
+        if self._batch or not rows:
             order = ["symbol", *CANDLE_SCHEMA.names(), *(spec.column for spec in self._specs)]
             return pl.DataFrame(
                 [pl.Series(n, columns[n], dtype=_DTYPES.get(n, pl.Float64)) for n in order]
@@ -213,27 +223,41 @@ class BmacStreamingCalculator:
         # every float column in one 2-D array, one polars call (and no query engine, whose
         # threads are slow to wake on a busy machine)
         floats = [*FLOAT_COLUMNS, *(spec.column for spec in self._specs)]
-        matrix = np.empty((len(floats), len(slots)))
+        matrix = np.empty((len(floats), rows))
         for i, name in enumerate(floats):
             matrix[i] = columns[name]
         head = pl.DataFrame([pl.Series(n, columns[n], dtype=_DTYPES[n]) for n in _DTYPES])
         return head.hstack(pl.from_numpy(matrix, schema=floats, orient="col"))
 
     def _batch_columns(
-        self, window: MarketWindow, symbols: Sequence[str], run_ms: int
+        self,
+        market: MarketFrame,
+        symbols: Sequence[str],
+        run_ms: int,
+        errors: dict[str, Exception],
     ) -> dict[str, pl.Series]:
-        """User factors through the batch code, on the window's last rows (all when unsure)."""
-        lookbacks = [s.lookback for s in self._batch]
-        last = None if None in lookbacks else max(int(b) for b in lookbacks if b is not None)
-        market = window.market_frame(symbols, run_ms, last=last)
-        result = self._apply_batch(market, self._batch, run_ms)
-        order = result.get_column("symbol").to_list()
-        if order != list(symbols):
+        """User factors through the batch code, on rows cut from the window."""
+        result = _apply_batch(market, self._batch, run_ms, errors)
+        if result.get_column("symbol").to_list() != list(symbols):
             result = result.join(
                 pl.DataFrame({"symbol": list(symbols)}), on="symbol", how="right"
             ).select(result.columns)
         result = result.with_columns(_nan_for_null(self._batch))
         return {s.column: result.get_column(s.column) for s in self._batch}
+
+
+def _apply_batch(
+    market: MarketFrame,
+    specs: Sequence[FactorSpec],
+    run_ms: int,
+    errors: dict[str, Exception],
+) -> pl.DataFrame:
+    """``apply_all_market``, collecting the errors of symbols a factor failed for."""
+    out = apply_all_market(market, specs, run_ms)
+    if isinstance(out, tuple):  # (frame, {symbol: FactorError}) since issue 13
+        out, failed = out
+        errors.update(failed)
+    return out
 
 
 def _nan_for_null(specs: Sequence[FactorSpec]) -> list[pl.Expr]:
