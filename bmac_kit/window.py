@@ -140,8 +140,18 @@ class MarketWindow:
         """
         if candles.is_empty():
             return
-        names = candles.get_column("symbol").to_list()
         values = _arrays(candles)
+        if candles.height > max(64, 2 * len(self._slots)):  # a bulk load: symbol by symbol
+            symbols = candles.get_column("symbol")
+            order = symbols.arg_sort()
+            runs = symbols.gather(order).rle().struct.unnest()
+            order_np, start = order.to_numpy(), 0
+            for length, symbol in runs.iter_rows():
+                rows = np.sort(order_np[start : start + length])  # in the order sent
+                start += length
+                self._merge(symbol, {c: a[rows] for c, a in values.items()})
+            return
+        names = candles.get_column("symbol").to_list()
         ends = values["candle_end_time"]
         slots = self.slots_of(names)
         known = slots >= 0
@@ -236,7 +246,8 @@ class MarketWindow:
             slots = np.fromiter((get(s, -1) for s in key), np.int64, len(key))
             if len(self._slots_cache) >= 8:
                 self._slots_cache.clear()
-            self._slots_cache[key] = slots
+            if len(key) <= 2 * len(self._slots) + 64:
+                self._slots_cache[key] = slots
         return slots.copy()
 
     def counts(self) -> np.ndarray:
@@ -417,24 +428,29 @@ class MarketWindow:
         slot = self._slots.get(symbol)
         if slot is None:
             slot = self._new_slot(symbol)
-        held = self._ordered(slot)
-        merged = {c: np.concatenate([held[c], new[c]]) for c in held}
+        merged = new
+        held_ends = self._times["candle_end_time"][slot, self._positions(slot)]
+        if len(held_ends):
+            fresh = ~np.isin(new["candle_end_time"], held_ends)
+            if not fresh.any():
+                return  # every candle already held
+            held = self._ordered(slot)
+            merged = {c: np.concatenate([held[c], new[c][fresh]]) for c in held}
         ends = merged["candle_end_time"]
-        # stable sort: of equal end times the held candle (first) is kept
-        order = np.argsort(ends, kind="stable")
-        ends = ends[order]
-        keep = np.ones(len(ends), dtype=bool)
-        keep[1:] = ends[1:] != ends[:-1]
-        order = order[keep][-self.num_candles :]
-        if len(order) == len(held["candle_end_time"]) and np.array_equal(
-            ends[keep][-self.num_candles :], held["candle_end_time"]
-        ):
-            return  # nothing new
+        if np.all(ends[1:] > ends[:-1]):
+            order = np.arange(len(ends))[-self.num_candles :]
+        else:  # stable: of equal end times the first (held, or first sent) is kept
+            order = np.argsort(ends, kind="stable")
+            keep = np.ones(len(order), dtype=bool)
+            keep[1:] = ends[order][1:] != ends[order][:-1]
+            order = order[keep][-self.num_candles :]
+        if np.array_equal(ends[order], held_ends):
+            return  # what came in is older than the window
         self._clear(slot)
         count = len(order)
         if not count:
             return
-        last = int(merged["candle_end_time"][order[-1]])
+        last = int(ends[order[-1]])
         head = self.position(last)
         positions = np.arange(head - count + 1, head + 1) % self.num_candles
         rows = np.full(count, slot, dtype=np.int64)
