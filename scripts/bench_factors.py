@@ -24,6 +24,7 @@ import argparse
 import gc
 import importlib
 import logging
+import math
 import os
 import shutil
 import statistics
@@ -221,6 +222,8 @@ async def bench(args: argparse.Namespace) -> None:
             pandas_ms.append((time.perf_counter() - t0) * 1000)
 
     def show(name: str, values: list[float]) -> tuple[float, float]:
+        if not values:
+            return math.nan, math.nan
         med, p99 = statistics.median(values), percentile(values, 99)
         print(f"{name:<44} median {med:9.2f} ms   p99 {p99:9.2f} ms   periods {len(values)}")
         return med, p99
