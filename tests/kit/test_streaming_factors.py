@@ -1,9 +1,10 @@
 """Streaming factors equal the batch polars factors, period by period (hypothesis).
 
 Scenarios: symbols listed mid-window (with or without history loaded at once), delisted,
-candles late by a period or two (gaps healed) or never sent (gaps kept), a restart (the window
-rebuilt from what the files hold), parameters longer than the window or the history. The batch
-reference is ``apply_all_market`` on exactly what each symbol's file would hold.
+candles late by a period or two (gaps healed) or never sent (gaps kept), the window rebuilt
+from what the files hold (a restart, or the bus healing under the same calculator),
+parameters longer than the window or the history. The batch reference is
+``apply_all_market`` on exactly what each symbol's file would hold.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ def scenarios(draw: Any) -> dict[str, Any]:
         "mirror": draw(st.integers(0, num_candles), label="mirror"),
         "params": {name: draw(st.integers(1, 12), label=name) for name in NAMES},
         "restart": draw(st.none() | st.integers(0, periods - 1), label="restart"),
+        "heal": draw(st.booleans(), label="heal"),
         "seed": draw(st.integers(0, 2**32 - 1), label="seed"),
     }
 
@@ -135,10 +137,12 @@ def run_scenario(s: dict[str, Any]) -> int:
     specs = load_factors(cfgs)
     columns = [spec.column for spec in specs]
     deliveries: dict[int, list[tuple[str, pl.DataFrame]]] = {}
+    recorded: dict[str, pl.DataFrame] = {}  # every candle of the symbol (the recorder has it)
     for i, listing in enumerate(listings):
         first_end = T0_MS + FIVE_MIN_MS * (listing.start - listing.prehistory)
         total = listing.prehistory + listing.stop - listing.start
         candles = history(total, first_end_ms=first_end, seed=s["seed"] + i)
+        recorded[listing.symbol] = candles
         if listing.prehistory:
             pre = candles.head(listing.prehistory)
             deliveries.setdefault(listing.start, []).append((listing.symbol, pre))
@@ -149,7 +153,8 @@ def run_scenario(s: dict[str, Any]) -> int:
                 deliveries.setdefault(due, []).append((listing.symbol, row))
 
     window = MarketWindow(num_candles, "5m", mirror=s["mirror"])
-    calc = BmacStreamingCalculator(WindowOnly(window), cfgs)  # type: ignore[arg-type]
+    market = WindowOnly(window)
+    calc = BmacStreamingCalculator(market, cfgs)  # type: ignore[arg-type]
     sent: dict[str, list[pl.DataFrame]] = {}
     compared = 0
     for period in range(s["periods"]):
@@ -157,7 +162,13 @@ def run_scenario(s: dict[str, Any]) -> int:
             if listing.stop == period:
                 window.remove(listing.symbol)
                 sent.pop(listing.symbol, None)
-        if s["restart"] == period:  # a restart: the window is rebuilt from the files
+        if s["restart"] == period:  # the window is rebuilt from the files
+            # which hold every candle so far, also those late or lost on the way to the window
+            before = pl.col("candle_end_time").dt.epoch("ms") < T0_MS + FIVE_MIN_MS * period
+            for listing in listings:
+                if listing.start < period < listing.stop:
+                    candles = recorded[listing.symbol].filter(before)
+                    sent.setdefault(listing.symbol, []).append(candles)
             files = {sym: file_of(parts, num_candles) for sym, parts in sent.items()}
             window = MarketWindow(num_candles, "5m", mirror=num_candles - s["mirror"])
             window.load(
@@ -167,7 +178,11 @@ def run_scenario(s: dict[str, Any]) -> int:
                     [f.height for f in files.values()],
                 )
             )
-            calc = BmacStreamingCalculator(WindowOnly(window), cfgs)  # type: ignore[arg-type]
+            if s["heal"]:  # the bus healing: the same calculator, the market's new window
+                market.window = window
+            else:  # a restart of the strategy
+                market = WindowOnly(window)
+                calc = BmacStreamingCalculator(market, cfgs)  # type: ignore[arg-type]
         parts = deliveries.get(period, [])
         if parts:
             window.apply(
@@ -224,6 +239,7 @@ def test_a_long_run_compares_hundreds_of_rows() -> None:
         "mirror": 7,
         "params": {name: 6 for name in NAMES},
         "restart": 30,
+        "heal": True,
         "seed": 7,
     }
     assert run_scenario(scenario) > 100
