@@ -4,17 +4,19 @@ Why: per period the kit used to read every symbol's file and recompute each fact
 whole history. With the candles arriving in memory (the live bus), the window holds what the
 files hold, so streaming factors can read just the rows they need.
 
-Layout: one 2-D array per candle column, ``symbols x (num_candles + mirror)``; each symbol's
-row is a ring. The ring position of a symbol's newest candle is fixed by its end time
-(``end_ms // interval_ms % num_candles``), so every symbol whose newest candle ends at the same
-``run_time`` has it at the same position, and "the last ``k`` candles of every symbol" is one
-2-D slice. The first ``mirror`` positions are written twice (again after the ring), so such a
-slice never wraps (for ``k <= mirror + 1``). Positions holding no candle hold NaN (times: 0);
-that is how factors see "fewer than ``n`` candles".
+Layout: one 2-D array per candle column, a ring per symbol: ``symbols x window`` as
+:meth:`MarketWindow.last` returns it, stored time-major (``(num_candles + mirror) x slots``,
+C order) so that a period's candles of every symbol are one contiguous row and reductions over
+time run vectorised across symbols. The ring position of a symbol's newest candle is fixed by
+its end time (``end_ms // interval_ms % num_candles``), so every symbol whose newest candle
+ends at the same ``run_time`` has it at the same position, and "the last ``k`` candles of
+every symbol" is one 2-D slice. The first ``mirror`` positions are written twice (again after
+the ring), so such a slice never wraps (for ``k <= mirror + 1``). Positions holding no candle
+hold NaN (times: 0); that is how factors see "fewer than ``n`` candles".
 
 Appending a candle right after a symbol's newest is O(1) and vectorised over symbols; anything
 else (a new symbol, a candle filling a gap, a gap after the newest, several candles of one
-symbol at once) rewrites that symbol's row (O(num_candles)) and bumps its generation.
+symbol at once) rewrites that symbol's ring (O(num_candles)) and bumps its generation.
 
 Memory: ``11 columns x 8 bytes x (num_candles + mirror)`` per symbol slot; 500 symbols x
 (1500 + 512) is ~89 MB (1500 alone would be ~66 MB; the mirror buys copy-free slices).
@@ -275,20 +277,20 @@ class MarketWindow:
         if k > self.num_candles:
             msg = f"only {self.num_candles} candles are held, {k} asked"
             raise ValueError(msg)
-        array = self._column(column)[: self.used_slots]
+        array = self._column(column)[:, : self.used_slots]
         head = self.position(end_ms)
         start = head - k + 1
         if start >= 0:
-            return _readonly(array[:, start : head + 1])
+            return _readonly(array[start : head + 1].T)
         if head < self.mirror:
             width = self.num_candles
-            return _readonly(array[:, width + start : width + head + 1])
+            return _readonly(array[width + start : width + head + 1].T)
         positions = np.arange(start, head + 1) % self.num_candles
-        return np.take(array, positions, axis=1)
+        return np.take(array, positions, axis=0).T
 
     def ring(self, column: str) -> np.ndarray:
         """``column``'s ring of every slot, ``(used_slots, num_candles)`` (read-only view)."""
-        return _readonly(self._column(column)[: self.used_slots, : self.num_candles])
+        return _readonly(self._column(column)[: self.num_candles, : self.used_slots].T)
 
     def ordered(self, symbol: str, column: str) -> np.ndarray:
         """``symbol``'s candles' ``column``, oldest first (a copy)."""
@@ -296,7 +298,7 @@ class MarketWindow:
 
     def ordered_slot(self, slot: int, column: str) -> np.ndarray:
         """The candles' ``column`` of the symbol in ``slot``, oldest first (a copy)."""
-        return self._column(column)[slot, self._positions(slot)]
+        return self._column(column)[self._positions(slot), slot]
 
     def market_frame(
         self, symbols: Iterable[str], run_time: datetime | int, *, last: int | None = None
@@ -336,7 +338,7 @@ class MarketWindow:
     def rows_at(self, slots: np.ndarray, end_ms: int) -> dict[str, np.ndarray]:
         """The candle ending at ``end_ms`` of each slot whose newest candle ends then."""
         head = self.position(end_ms)
-        return {c: a[slots, head] for c, a in self._all_columns().items()}
+        return {c: a[head, slots] for c, a in self._all_columns().items()}
 
     # --- internals ----------------------------------------------------------------------------
     def _column(self, column: str) -> np.ndarray:
@@ -350,16 +352,16 @@ class MarketWindow:
         old = len(self._count)
         if capacity <= old and self._floats:
             return
-        shape = (capacity, self._width)
+        shape = (self._width, capacity)
         for column in FLOAT_COLUMNS:
             array = np.full(shape, np.nan)
             if column in self._floats:
-                array[:old] = self._floats[column]
+                array[:, :old] = self._floats[column]
             self._floats[column] = array
         for column in TIME_COLUMNS:
             times = np.zeros(shape, dtype=np.int64)
             if column in self._times:
-                times[:old] = self._times[column]
+                times[:, :old] = self._times[column]
             self._times[column] = times
         self._count = np.concatenate([self._count, np.zeros(capacity - old, np.int64)])
         self._last_end = np.concatenate([self._last_end, np.full(capacity - old, NO_TIME)])
@@ -381,9 +383,9 @@ class MarketWindow:
 
     def _clear(self, slot: int) -> None:
         for array in self._floats.values():
-            array[slot] = np.nan
+            array[:, slot] = np.nan
         for array in self._times.values():
-            array[slot] = 0
+            array[:, slot] = 0
         self._count[slot] = 0
         self._last_end[slot] = NO_TIME
         self._generation[slot] += 1
@@ -395,7 +397,7 @@ class MarketWindow:
 
     def _ordered(self, slot: int) -> dict[str, np.ndarray]:
         positions = self._positions(slot)
-        return {c: a[slot, positions] for c, a in self._all_columns().items()}
+        return {c: a[positions, slot] for c, a in self._all_columns().items()}
 
     def _position_of(self, slot: int, end_ms: int) -> int | None:
         last = int(self._last_end[slot])
@@ -404,16 +406,16 @@ class MarketWindow:
         if last < end_ms or not self._count[slot]:
             return None
         positions = self._positions(slot)
-        ends = self._times["candle_end_time"][slot, positions]
+        ends = self._times["candle_end_time"][positions, slot]
         i = int(np.searchsorted(ends, end_ms))
         return int(positions[i]) if i < len(ends) and ends[i] == end_ms else None
 
     def _write(self, slots: np.ndarray, positions: np.ndarray, values: dict[str, np.ndarray]):
         mirrored = positions < self.mirror
         for column, array in self._all_columns().items():
-            array[slots, positions] = values[column]
+            array[positions, slots] = values[column]
             if mirrored.any():
-                array[slots[mirrored], positions[mirrored] + self.num_candles] = values[column][
+                array[positions[mirrored] + self.num_candles, slots[mirrored]] = values[column][
                     mirrored
                 ]
 
@@ -429,7 +431,7 @@ class MarketWindow:
         if slot is None:
             slot = self._new_slot(symbol)
         merged = new
-        held_ends = self._times["candle_end_time"][slot, self._positions(slot)]
+        held_ends = self._times["candle_end_time"][self._positions(slot), slot]
         if len(held_ends):
             fresh = ~np.isin(new["candle_end_time"], held_ends)
             if not fresh.any():
@@ -531,7 +533,7 @@ def _series(
 ) -> dict[str, pl.Series]:
     out = {}
     for column, array in columns.items():
-        values = array[slots, positions]
+        values = array[positions, slots]
         series = pl.Series(column, values)
         out[column] = series.cast(_TIME) if column in TIME_COLUMNS else series
     return out

@@ -66,10 +66,12 @@ def _rolling_means(x: np.ndarray, n: int) -> np.ndarray:
     """Means of every ``n`` consecutive columns: ``(rows, k)`` -> ``(rows, k - n + 1)``.
 
     By differences of cumulative sums; the caller centres ``x`` so the sums stay small.
+    Summed along the time axis of the transposed (time-major, as the window stores it)
+    array, which numpy does row by row, vectorised across symbols.
     """
-    sums = np.cumsum(x, axis=1)
-    sums = np.concatenate([np.zeros((x.shape[0], 1)), sums], axis=1)
-    return (sums[:, n:] - sums[:, :-n]) / n
+    sums = np.zeros((x.shape[1] + 1, x.shape[0]))
+    np.cumsum(x.T, axis=0, out=sums[1:])
+    return ((sums[n:] - sums[:-n]) / n).T
 
 
 def pct_chg(view: PeriodView, n: int) -> np.ndarray:
