@@ -411,6 +411,14 @@ class MarketWindow:
         return int(positions[i]) if i < len(ends) and ends[i] == end_ms else None
 
     def _write(self, slots: np.ndarray, positions: np.ndarray, values: dict[str, np.ndarray]):
+        if len(positions) and (positions == positions[0]).all():  # one period: one row
+            rows = [int(positions[0])]
+            if rows[0] < self.mirror:
+                rows.append(rows[0] + self.num_candles)
+            for column, array in self._all_columns().items():
+                for row in rows:
+                    array[row, slots] = values[column]
+            return
         mirrored = positions < self.mirror
         for column, array in self._all_columns().items():
             array[positions, slots] = values[column]
