@@ -112,7 +112,9 @@ def pandas_way(reader: CandleFileReader, symbols: list[str]) -> pd.DataFrame:
     modules = [importlib.import_module(f"bmac_style_factors.{n}") for n, _ in FACTORS]
     rows = {}
     for symbol in symbols:
-        df = pd.read_parquet(reader.symbol_path(symbol)).set_index("candle_end_time")
+        df = pd.read_parquet(reader.symbol_path(symbol))
+        if df.index.name != "candle_end_time":  # the recorder's files restore the index
+            df = df.set_index("candle_end_time")
         for module, (name, n) in zip(modules, FACTORS, strict=True):
             df = module.signal(df, n, f"{name}_{n}")
         rows[symbol] = df.iloc[-1]

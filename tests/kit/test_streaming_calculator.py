@@ -55,7 +55,7 @@ USER_FACTORS = {
         "def expr(n):\n"
         "    return pl.col('close').ewm_mean(span=n) / pl.col('close').first()\n"
     ),
-    "Ema.py": "from factor.Ema import expr  # noqa: F401\n",  # bundled: gets the kernel
+    "Ema.py": "from bmac_kit.factors.Ema import expr  # noqa: F401\n",  # bundled: a kernel
     "Momentum.py": (  # a bundled factor's name, the user's own formula: no kernel
         "import polars as pl\n\n"
         "def expr(n):\n"
