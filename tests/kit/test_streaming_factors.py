@@ -219,7 +219,7 @@ def run_scenario(s: dict[str, Any]) -> int:
     return compared
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(scenarios())
 def test_streaming_equals_batch_for_every_bundled_factor(scenario: dict[str, Any]) -> None:
     run_scenario(scenario)
