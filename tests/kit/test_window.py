@@ -81,6 +81,10 @@ def test_any_batching_and_order_holds_what_the_file_would(
         expected = file_model(applied, num_candles)
         assert window.frame("AUSDT").equals(expected)
         last = expected.get_column("candle_end_time")[-1]
+        for row in range(expected.height):  # any candle held, as the bus rebuilds a period
+            end = expected.get_column("candle_end_time")[row]
+            period = window.period_frame(end)
+            assert period.drop("symbol").equals(expected.slice(row, 1))
         for k in range(1, min(num_candles, len(expected)) + 1):
             got = window.last("close", k, int(last.timestamp() * 1000))[window.slot("AUSDT")]
             assert got.tolist() == expected.get_column("close").tail(k).to_list()
@@ -135,6 +139,16 @@ def test_from_directory_reads_every_file(datadir: Any, make_candles: Any) -> Non
         assert window.interval.name == "5m"
         assert window.frame("AUSDT").equals(first.tail(30))
         assert window.frame("BUSDT").equals(second)
+
+
+def test_from_directory_reads_feather_files(datadir: Any, make_candles: Any) -> None:
+    datadir.save_type = "feather"
+    datadir.write_meta()
+    history = make_candles(12, end_ms=T0_MS, seed=4)
+    datadir.write_symbol("AUSDT", history)
+    assert (datadir.candles / "AUSDT.fea").exists()
+    window = MarketWindow.from_directory(datadir.base)
+    assert window.frame("AUSDT").equals(history)
 
 
 def test_months_are_refused() -> None:
