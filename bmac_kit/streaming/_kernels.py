@@ -4,7 +4,7 @@ Each kernel gets a :class:`PeriodView` (the window, seen at one ``run_time``) an
 parameter, and returns one value per window slot. It reads only the rows its formula needs,
 as ``(slots x k)`` numpy slices of the window (copy-free), so a period costs
 ``O(symbols x k)`` and never touches the disk or pandas. ``Ema`` (whose value depends on every
-candle held) is one matrix-vector product over the ring.
+candle held) keeps per-symbol state and takes one step of its recursion per period.
 
 A slot with fewer candles than the formula needs has NaN where its candles are missing, so
 its value comes out NaN exactly where the batch polars factor is null. Formulas are those of
