@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import polars as pl
 import pytest
 import trio
@@ -48,8 +49,6 @@ class Strategy(Process):
 
     @property
     def periods(self) -> list[dict[str, Any]]:
-        import orjson
-
         return [orjson.loads(s) for s in self.lines if s.startswith("{")]
 
     async def wait_period(self, run_time_ms: int) -> dict[str, Any]:
