@@ -90,6 +90,25 @@ def test_any_batching_and_order_holds_what_the_file_would(
             assert got.tolist() == expected.get_column("close").tail(k).to_list()
 
 
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), held=st.integers(0, 30))
+def test_a_whole_market_at_once_in_any_order(seed: int, held: int) -> None:
+    """The bulk path (start, the bus's heal): many candles of many symbols, shuffled, some
+    held already, some twice."""
+    rng = np.random.default_rng(seed)
+    histories = {f"S{i}USDT": candles(40, seed=seed % 1000 + i) for i in range(4)}
+    window = MarketWindow(30, "5m", mirror=5)
+    for symbol, history in histories.items():
+        if held:
+            window.apply(with_symbol(history.head(held), symbol))
+    rows = pl.concat(with_symbol(h, s) for s, h in histories.items())
+    rows = rows[rng.integers(0, rows.height, size=2 * rows.height).tolist()]  # repeats
+    rows = pl.concat([rows, pl.concat(with_symbol(h, s) for s, h in histories.items())])
+    window.apply(rows.sample(fraction=1.0, shuffle=True, seed=seed % 1000))
+    for symbol, history in histories.items():
+        assert window.frame(symbol).equals(history.tail(30))
+
+
 def test_listing_and_delisting_reuse_slots_and_frames_stay_apart() -> None:
     window = MarketWindow(5, "5m")
     a, b, c = candles(5, seed=1), candles(3, seed=2), candles(2, seed=3)
