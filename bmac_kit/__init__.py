@@ -46,15 +46,19 @@ from bmac_kit._time import (
     set_default_clock as set_default_clock,
     sleep_until_run_time as sleep_until_run_time,
 )
+from bmac_kit.streaming import BmacStreamingCalculator as BmacStreamingCalculator
+from bmac_kit.window import MarketWindow as MarketWindow
 
 __all__ = [
     "AllMarketResult",
     "BmacAllMarketCalculator",
     "BmacSingleSymbolCalculator",
+    "BmacStreamingCalculator",
     "CandleFileReader",
     "FactorError",
     "FactorSpec",
     "Market",
+    "MarketWindow",
     "Period",
     "PeriodNotReady",
     "convert_interval_to_timedelta",
