@@ -19,7 +19,6 @@ burst of a whole market's candles costs microseconds each.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections import deque
@@ -35,7 +34,7 @@ import anyio.to_thread
 import polars as pl
 import zmq
 
-from bmac_kit._bus_window import SimpleWindow
+from bmac_kit.window import MarketWindow
 from bmac_trio.binance.intervals import Interval, parse_interval
 from bmac_trio.bus.endpoints import is_endpoint, request_endpoint
 from bmac_trio.bus.messages import (
@@ -55,18 +54,6 @@ from bmac_trio.bus.messages import (
 from bmac_trio.bus.zmq_async import recv_multipart
 from bmac_trio.errors import BmacError, BusProtocolError, ConfigError
 from bmac_trio.store.config import load_config
-
-
-def _window_class() -> Any:
-    """``bmac_kit.window.MarketWindow`` (issue 15, columnar) when installed, else the minimal
-    :class:`SimpleWindow` with the same contract."""
-    try:
-        return importlib.import_module("bmac_kit.window").MarketWindow
-    except (ImportError, AttributeError):
-        return SimpleWindow
-
-
-_Window = _window_class()
 
 __all__ = ["Market", "Period", "SubscriberStats", "subscribe"]
 
@@ -366,7 +353,9 @@ class Market:
 
     async def _load(self) -> Any:
         if self._source.base_dir is not None:
-            return await anyio.to_thread.run_sync(_Window.from_directory, self._source.base_dir)
+            return await anyio.to_thread.run_sync(
+                MarketWindow.from_directory, self._source.base_dir
+            )
         reply = await self._request(CandlesRequest(symbols=None, since_ms=0))
         assert isinstance(reply, CandlesReply)
         frame = reply.candles
@@ -374,7 +363,7 @@ class Market:
         assert self.interval is not None
         per_symbol = frame.group_by("symbol").len()["len"]
         num = 1500 if frame.is_empty() else int(per_symbol.max())  # type: ignore[arg-type]
-        window = _Window(num, self.interval)
+        window = MarketWindow(num, self.interval)
         window.apply(frame)
         return window
 

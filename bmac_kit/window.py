@@ -105,7 +105,7 @@ class MarketWindow:
         Raises:
             FileNotFoundError: no candle directory with a ``bmac_meta.json`` there.
         """
-        reader = CandleFileReader(_candle_dir(Path(base_dir)))
+        reader = CandleFileReader(candle_dir_of(Path(base_dir)))
         if reader.interval is None:
             msg = f"{reader.dir / META_FILE} names no interval"
             raise FileNotFoundError(msg)
@@ -475,7 +475,7 @@ class MarketWindow:
         )
 
 
-def _candle_dir(base: Path) -> Path:
+def candle_dir_of(base: Path) -> Path:
     """The candle directory: ``base`` itself, or the one its subdirectories' meta names."""
     if (base / META_FILE).exists():
         meta = orjson.loads((base / META_FILE).read_bytes())

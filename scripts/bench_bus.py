@@ -106,9 +106,9 @@ async def _measuring_subscriber(args: argparse.Namespace) -> None:
     import trio
 
     import bmac_kit
-    from bmac_kit._bus_window import candle_dir_of
     from bmac_kit._reader import CandleFileReader
     from bmac_kit._waiting import PeriodWatcher, wait_for_period
+    from bmac_kit.window import candle_dir_of
     from bmac_trio.clock import parse_clock_spec, unix_us
 
     clock = parse_clock_spec(args.clock)
