@@ -164,7 +164,9 @@ def _pandas_metadata(schema: pa.Schema, index: str) -> bytes:
             pandas_type = "datetimetz" if kind.tz else "datetime"
             extra = {"timezone": kind.tz} if kind.tz else None
         elif pa.types.is_floating(kind) or pa.types.is_integer(kind):
-            numpy_type = pandas_type = kind.to_pandas_dtype().__name__
+            # by name, not kind.to_pandas_dtype(): that needs numpy, which `pip install .` lacks
+            name = f"float{kind.bit_width}" if pa.types.is_floating(kind) else str(kind)
+            numpy_type = pandas_type = name
             extra = None
         else:
             raise ValueError(f"no pandas index metadata for column {field.name} ({kind})")
