@@ -57,6 +57,7 @@ class NatsServer:
     process: subprocess.Popen[bytes] | None = None
     log: list[str] = field(default_factory=list)
     _ready: threading.Event = field(default_factory=threading.Event)
+    _pump_thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -86,7 +87,8 @@ class NatsServer:
         self.process = subprocess.Popen(
             self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        threading.Thread(target=self._pump, args=(self.process,), daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, args=(self.process,), daemon=True)
+        self._pump_thread.start()
         if not self._ready.wait(timeout_s) or self.process.poll() is not None:
             self.stop()
             tail = "\n".join(self.log[-10:])
@@ -95,11 +97,12 @@ class NatsServer:
 
     def _pump(self, process: subprocess.Popen[bytes]) -> None:
         assert process.stderr is not None
-        for raw in process.stderr:
-            line = raw.decode(errors="replace").rstrip()
-            self.log.append(line)
-            if READY_LINE in line:
-                self._ready.set()
+        with process.stderr:
+            for raw in process.stderr:
+                line = raw.decode(errors="replace").rstrip()
+                self.log.append(line)
+                if READY_LINE in line:
+                    self._ready.set()
         self._ready.set()  # exited: wake start()
 
     @property
@@ -112,14 +115,17 @@ class NatsServer:
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> None:
         """Signal the process by its PID and wait for it (SIGKILL if it lingers)."""
         process = self.process
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        os.kill(process.pid, sig)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+        if process.poll() is None:
+            os.kill(process.pid, sig)
+            try:
+                process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+        if self._pump_thread is not None:
+            self._pump_thread.join(timeout_s)  # it closes the pipe at EOF
 
     def kill(self) -> None:
         """SIGKILL: a crashed node."""
