@@ -12,6 +12,7 @@ import trio
 
 from bmac_trio.bus.nats_server import NatsServer
 from bmac_trio.sim import SimConfig
+from bmac_trio.store.layout import run_time_label
 
 from ..recorder.conftest import recording
 from .conftest import (
@@ -59,3 +60,39 @@ async def test_follower_process_keeps_the_recorders_files(
             )
             candles = stream_candles(messages)
             assert len(candles) == len(set(candles))
+
+
+async def test_follower_down_ten_minutes_catches_up_with_nothing_missing(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    follower_dir = tmp_path / "follower"
+    with trio.fail_after(60):
+        async with (
+            recording(
+                tmp_path,
+                SimConfig(market="um", symbols=5, seed=162),
+                speed=120.0,
+                nats=nats_key(nats_server),
+                **MARKET,
+            ) as env,
+            trio.open_nursery() as nursery,
+        ):
+            follower = follower_process(nats_server.url, follower_dir)
+            await follower.start(nursery)
+            first = (await env.periods(1))[0]
+            await wait_period(follower, env.config, first)
+            follower.kill()  # SIGKILL, by PID
+            assert await follower.process.wait() != 0  # type: ignore[union-attr]
+            down = len(env.handle.stats.completed)
+            # ten simulated minutes (ten 1m periods) while the follower is down
+            await env.periods(down + 10)
+            await follower.start(nursery)
+            latest = env.handle.stats.completed[-1]
+            await wait_period(follower, env.config, latest)
+            assert_follower_equals(env, follower_dir, latest)
+            # every period's manifest of the ten minutes it missed is there too
+            for run_time in env.handle.stats.completed[down : down + 10]:
+                label = run_time_label(run_time, env.config.timezone)
+                assert (follower_dir / "usdt_perp_1m" / "_periods" / f"{label}.json").exists()
+            assert any("from sequence" in line for line in follower.lines)
+            assert await follower.stop() == 0
