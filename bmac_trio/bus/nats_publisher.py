@@ -252,8 +252,8 @@ class NatsPublisher:
         if state == self.state:
             return
         if self.state == "down":
-            log.warning("NATS is back: %d messages to publish", len(self.queue))
-            self.alert("nats", f"NATS reachable again; publishing a backlog of {len(self.queue)}")
+            log.warning("NATS is back: publishing what was queued meanwhile")
+            self.alert("nats", "NATS reachable again; the messages queued meanwhile are published")
         self.state = state
         self._poke()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import trio
 
 from bmac_trio.bus.nats_server import NatsServer
@@ -53,6 +54,9 @@ async def test_follower_process_keeps_the_recorders_files(
             for symbol in sorted(env.handle.symbols):
                 name = f"{symbol}_*.ready"
                 assert sorted(p.name for p in (follower_dir / "usdt_perp_1m").glob(name))
+            # exchange info too, from the stream
+            exginfo = [base / "exginfo_1m" / "exginfo.pqt" for base in (env.base, follower_dir)]
+            assert pl.read_parquet(exginfo[1]).equals(pl.read_parquet(exginfo[0]))
             assert await follower.stop() == 0
             assert (follower_dir / ".nats_follow.json").exists()
             messages = await read_stream(
