@@ -25,8 +25,9 @@ import trio
 
 from bmac_trio.binance.candles import Candle, candles_to_frame
 from bmac_trio.binance.intervals import parse_interval
-from bmac_trio.bus import nats_codec as codec
-from bmac_trio.errors import BusUnavailable, RemoteProtocolError
+from bmac_trio.bus import messages as bus, nats_codec as codec
+from bmac_trio.clock import unix_us
+from bmac_trio.errors import BusUnavailable, ProtocolError
 from bmac_trio.store.atomic import write_bytes_atomic
 from bmac_trio.store.layout import candle_dir, exginfo_dir, run_time_label
 
@@ -45,6 +46,8 @@ FOLLOW_STATE: Final = ".nats_follow.json"
 #: Messages applied per batch (a catch-up writes each symbol once per batch).
 BATCH: Final = 20_000
 RETRY_MAX_S: Final = 5.0
+#: A batch at least this big is logged with its rate (a catch-up).
+CATCH_UP_LOG: Final = 500
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,10 +93,12 @@ class Follower:
         return seq if isinstance(seq, int) and seq > 0 else 0
 
     def save_state(self, stream: str) -> None:
+        """Atomic, not fsynced: written after the batch's files (fsynced), so after a power cut
+        it is never ahead of them; at worst a batch is applied again (idempotent)."""
         write_bytes_atomic(
             self.base / FOLLOW_STATE,
             orjson.dumps({"stream": stream, "last_seq": self.last_seq}),
-            durable=self.durable,
+            durable=False,
         )
 
     def configure(self, meta: dict[str, Any]) -> None:
@@ -127,24 +132,29 @@ class Follower:
     async def apply(self, batch: list[Received], limiter: trio.CapacityLimiter) -> None:
         """Apply stored messages in stream order (see module doc)."""
         pending: dict[str, list[Candle]] = {}
-        periods: list[codec.PeriodNote] = []
+        periods: list[bus.PeriodEvent] = []
         retired: list[str] = []
         exginfo: tuple[Any, int] | None = None
+        started = time.perf_counter()
         for received in batch:
             try:
                 decoded = codec.decode(received.suffix, received.headers, received.body)
-            except RemoteProtocolError as exc:
+            except ProtocolError as exc:
                 log.warning("skipped message %d: %s", received.seq, exc)
                 continue
             if decoded.kind == "meta":
                 await trio.to_thread.run_sync(self.configure, decoded.value, limiter=limiter)
             elif self.store is None:
                 log.warning("message %d before any meta: skipped", received.seq)
-            elif decoded.kind == "candle":
-                candle = decoded.value
-                pending.setdefault(candle.symbol, []).append(candle)
-                if candle.symbol in retired:
-                    retired.remove(candle.symbol)  # listed again
+            elif decoded.kind in ("candle", "candles"):
+                if decoded.kind == "candle":
+                    candles = [decoded.value.candle]
+                else:  # a page of one symbol's candles (Arrow)
+                    candles = codec.frame_candles(decoded.value.candles)
+                for candle in candles:
+                    pending.setdefault(candle.symbol, []).append(candle)
+                    if candle.symbol in retired:
+                        retired.remove(candle.symbol)  # listed again
             elif decoded.kind == "period":
                 periods.append(decoded.value)
             elif decoded.kind == "retired":
@@ -171,6 +181,15 @@ class Follower:
         if batch:
             self.last_seq = batch[-1].seq
         self.applied += len(batch)
+        if len(batch) >= CATCH_UP_LOG:
+            seconds = time.perf_counter() - started
+            log.info(
+                "caught up %d messages (%d candles) to sequence %d in %.3f s",
+                len(batch),
+                sum(len(c) for c in pending.values()),
+                self.last_seq,
+                seconds,
+            )
         self._poke()
 
     async def _write(
@@ -191,32 +210,38 @@ class Follower:
 
         self.frames[symbol] = await trio.to_thread.run_sync(merge_and_write, limiter=limiter)
 
-    async def _manifest(self, note: codec.PeriodNote, limiter: trio.CapacityLimiter) -> None:
+    async def _manifest(self, note: bus.PeriodEvent, limiter: trio.CapacityLimiter) -> None:
         store = self.store
         assert store is not None
 
         def write() -> None:
             store.write_manifest(
                 note.run_time_ms,
-                complete=note.complete,
+                complete=note.ready,
                 missing=note.missing,
-                final=note.final,
+                final=note.complete,
                 lag_ms=note.lag_ms,
             )
 
         await trio.to_thread.run_sync(write, limiter=limiter)
-        if note.final:
+        if note.complete:
             self.periods.append(note.run_time_ms)
             label = run_time_label(note.run_time_ms, store.tz)
+            # from the recorder's arrival of the period's last closing kline (its wall clock)
+            since = (
+                "n/a"
+                if note.last_received_us is None
+                else f"{(unix_us() - note.last_received_us) / 1000:.1f} ms"
+            )
             log.info(
-                "period %s complete (%d symbols, %d missing) at %.6f",
+                "period %s complete (%d symbols, %d missing), %s after its last closing frame",
                 label,
-                len(note.complete),
+                len(note.ready),
                 len(note.missing),
-                time.time(),
+                since,
             )
         if self.on_period is not None:
-            self.on_period(note.run_time_ms, note.final)
+            self.on_period(note.run_time_ms, note.complete)
 
     # --- waiting ------------------------------------------------------------------------------
 
@@ -298,7 +323,10 @@ async def _open(
         last = await aio.run(link.last_of, "meta")
         if last is None:
             raise BusUnavailable(f"stream {stream} holds no meta message yet")
-        meta = codec.decode("meta", last.headers, last.body).value
+        try:
+            meta = codec.decode("meta", last.headers, last.body).value
+        except ProtocolError as exc:
+            raise BusUnavailable(f"stream {stream}: unreadable meta message ({exc})") from None
         await trio.to_thread.run_sync(follower.configure, meta, limiter=limiter)
         follower.last_seq = await trio.to_thread.run_sync(follower.load_state, stream)
         log.info(
