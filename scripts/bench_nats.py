@@ -77,7 +77,12 @@ async def _record(args: argparse.Namespace) -> dict[str, object]:
         "candle_close_timeout_sec": 60,
     }
     if args.nats:
-        keys["nats"] = {"servers": [args.nats], "stream": args.stream}
+        # one stream per run, on its own subjects (streams may not overlap)
+        keys["nats"] = {
+            "servers": [args.nats],
+            "stream": args.stream,
+            "subject_prefix": f"bench.{args.stream.lower()}",
+        }
     (base / "config.json").write_bytes(orjson.dumps(keys))
     config = load_config(base)
     result: dict[str, object] = {}

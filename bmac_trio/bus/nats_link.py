@@ -51,6 +51,15 @@ class Received:
     seq: int
 
 
+def _why(exc: BaseException) -> str:
+    """An error as a person reads it (nats-py's API errors carry the server's description)."""
+    description = getattr(exc, "description", None)
+    code = getattr(exc, "err_code", None)
+    if description:
+        return f"{type(exc).__name__}: {description}" + (f" (err_code {code})" if code else "")
+    return repr(exc)
+
+
 class JetStreamLink:
     """A connection to a NATS server (or cluster) and its JetStream context.
 
@@ -98,7 +107,7 @@ class JetStreamLink:
                 timeout_s * len(self.servers) + 1.0,
             )
         except (TimeoutError, nats.errors.Error, OSError) as exc:
-            raise BusUnavailable(f"cannot connect to NATS {self.servers}: {exc!r}") from None
+            raise BusUnavailable(f"cannot connect to NATS {self.servers}: {_why(exc)}") from None
         self.nc = nc
         self.js = nc.jetstream(timeout=timeout_s)
         self.connected = True
@@ -140,7 +149,7 @@ class JetStreamLink:
                     info = await self.js.update_stream(info.config)
                     log.info("stream %s now keeps %.0f s", s.name, s.max_age_s)
         except (TimeoutError, nats.errors.Error) as exc:
-            raise BusUnavailable(f"JetStream stream {s.name}: {exc!r}") from None
+            raise BusUnavailable(f"JetStream stream {s.name}: {_why(exc)}") from None
         return {"messages": info.state.messages, "last_seq": info.state.last_seq}
 
     async def stream_names(self) -> list[str]:
@@ -148,14 +157,14 @@ class JetStreamLink:
         try:
             return [info.config.name for info in await self.js.streams_info()]
         except (TimeoutError, nats.errors.Error) as exc:
-            raise BusUnavailable(f"cannot list streams: {exc!r}") from None
+            raise BusUnavailable(f"cannot list streams: {_why(exc)}") from None
 
     async def describe(self, name: str) -> list[str]:
         """The subjects of stream ``name``."""
         try:
             info = await self.js.stream_info(name)
         except (TimeoutError, nats.errors.Error) as exc:
-            raise BusUnavailable(f"stream {name}: {exc!r}") from None
+            raise BusUnavailable(f"stream {name}: {_why(exc)}") from None
         return list(info.config.subjects or [])
 
     async def last_of(self, suffix: str) -> Received | None:
@@ -165,7 +174,7 @@ class JetStreamLink:
         except nats.js.errors.NotFoundError:
             return None
         except (TimeoutError, nats.errors.Error) as exc:
-            raise BusUnavailable(f"last {suffix} message: {exc!r}") from None
+            raise BusUnavailable(f"last {suffix} message: {_why(exc)}") from None
         return Received(suffix, msg.headers, msg.data or b"", msg.seq)
 
     async def last_opens(self, symbols: list[str]) -> dict[str, int | None]:
@@ -179,7 +188,7 @@ class JetStreamLink:
                 out[symbol] = None
                 continue
             except (TimeoutError, nats.errors.Error) as exc:
-                raise BusUnavailable(f"last candle of {symbol}: {exc!r}") from None
+                raise BusUnavailable(f"last candle of {symbol}: {_why(exc)}") from None
             msg_id = (msg.headers or {}).get("Nats-Msg-Id", "")
             out[symbol] = int(msg_id.rsplit(".", 1)[1]) if msg_id.count(".") == 2 else None
         return out
@@ -202,7 +211,7 @@ class JetStreamLink:
                     )
                 )
         except (TimeoutError, nats.errors.Error, OSError) as exc:
-            error = f"publish: {exc!r}"
+            error = f"publish: {_why(exc)}"
         stored = 0
         if futures:
             done, _ = await asyncio.wait(futures, timeout=timeout_s)
@@ -212,7 +221,7 @@ class JetStreamLink:
                     break
                 exc = future.exception()
                 if exc is not None:
-                    error = error or f"JetStream refused: {exc!r}"
+                    error = error or f"JetStream refused: {_why(exc)}"
                     break
                 stored += 1
             for future in futures:
@@ -240,7 +249,7 @@ class JetStreamLink:
                 config=config,
             )
         except (TimeoutError, nats.errors.Error) as exc:
-            raise BusUnavailable(f"cannot consume {self.settings.name}: {exc!r}") from None
+            raise BusUnavailable(f"cannot consume {self.settings.name}: {_why(exc)}") from None
 
     async def take(self, sub: Any, max_n: int, timeout_s: float) -> list[Received]:
         """Up to ``max_n`` messages: waits ``timeout_s`` for the first, not for the others."""
@@ -251,7 +260,7 @@ class JetStreamLink:
         except nats.errors.TimeoutError:
             return out
         except nats.errors.Error as exc:
-            raise BusUnavailable(f"consuming {self.settings.name}: {exc!r}") from None
+            raise BusUnavailable(f"consuming {self.settings.name}: {_why(exc)}") from None
         while True:
             seq = msg.metadata.sequence.stream
             out.append(Received(msg.subject[cut:], msg.headers, msg.data, seq))
@@ -267,7 +276,7 @@ class JetStreamLink:
         try:
             info = await self.js.stream_info(self.settings.name)
         except (TimeoutError, nats.errors.Error) as exc:
-            raise BusUnavailable(f"stream {self.settings.name}: {exc!r}") from None
+            raise BusUnavailable(f"stream {self.settings.name}: {_why(exc)}") from None
         return {
             "messages": info.state.messages,
             "first_seq": info.state.first_seq,
