@@ -404,12 +404,19 @@ async def subscribe(
 
     Args:
         source: the recorder's data directory (this host: heals from the files) or a PUB
-            endpoint ``ipc://…`` / ``tcp://host:port`` (heals through its request socket).
+            endpoint ``ipc://…`` / ``tcp://host:port`` (heals through its request socket), or
+            a NATS JetStream ``nats://host:port[,nats://…][?stream=NAME]`` (docs/nats.md).
         rcvhwm: messages queued in this process before libzmq drops them.
 
     Raises:
         ConfigError: a directory without config.json, or whose recorder does not publish.
     """
+    if os.fspath(source).startswith(("nats://", "tls://")):  # JetStream (docs/nats.md)
+        from bmac_kit._subscribe_nats import subscribe_nats
+
+        async with subscribe_nats(os.fspath(source)) as market:
+            yield market
+        return
     resolved = _resolve(source)
     context: zmq.Context[Any] = zmq.Context()
     sock = context.socket(zmq.SUB)
