@@ -15,16 +15,17 @@ had written but not yet published reach the stream, and the rest is dropped by d
 
 from __future__ import annotations
 
+import itertools
 import logging
-import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from bmac_trio.binance.candles import FLOAT_COLUMNS, Candle
-from bmac_trio.bus import nats_codec as codec
+from bmac_trio.bus import messages as bus, nats_codec as codec
+from bmac_trio.clock import unix_us
 from bmac_trio.errors import BusUnavailable
 
 if TYPE_CHECKING:
@@ -47,6 +48,10 @@ RETRY_MAX_S = 5.0
 #: Real seconds the final flush may take on shutdown.
 FLUSH_GRACE_S = 5.0
 BATCH = 1000
+#: Periods of candles kept to build each ``period`` message.
+KEEP_PERIODS = 3
+#: Exchange ms for which a period published as incomplete is remembered.
+_REMEMBER_LATE_MS = 10**8
 
 
 def stream_settings(config: Config) -> Any:
@@ -87,14 +92,19 @@ class NatsPublisher:
         self.alert = alert or (lambda kind, text: None)
         self.status = status
         self.now_ms = now_ms
-        self.epoch = f"{time.time_ns():x}"
+        self.stamper = bus.Stamper()
         self.queue: deque[codec.Outgoing] = deque()
         self.state = "connecting"
         self.published = 0
         self.outages = 0
         self._resume: dict[str, pl.DataFrame | None] | None = None
-        #: kind -> (content digest, run time) of the last meta / symbols / exginfo queued
-        self._static: dict[str, tuple[str, int]] = {}
+        #: Recent candles by symbol and open time, for each ``period`` message's frame.
+        self._recent: dict[str, dict[int, bus.CandleEvent]] = {}
+        self._selection: tuple[str, ...] | None = None
+        #: Periods already published as incomplete (at their deadline).
+        self._reported_late: set[int] = set()
+        #: (content digest, run time) of the last exginfo queued.
+        self._exginfo_seen: tuple[str, int] | None = None
         self._wake = trio.Event()
         self._changed = trio.Event()
         if status is not None:
@@ -109,48 +119,114 @@ class NatsPublisher:
 
     # --- the hooks (sync, never block) ---------------------------------------------------------
 
-    def candles(self, symbol: str, candles: Sequence[Candle]) -> None:
-        self.queue.extend(codec.candle_message(c) for c in candles)
+    def candles(
+        self, symbol: str, candles: Iterable[Candle], *, source: str, received: float
+    ) -> None:
+        """Closed candles accepted: one message each (one id each: JetStream de-duplicates)."""
+        now = unix_us()
+        received_us = now - int((trio.current_time() - received) * 1e6)
+        recent = self._recent.setdefault(symbol, {})
+        interval = self.config.interval
+        for candle in candles:
+            event = bus.CandleEvent(
+                candle=candle,
+                end_ms=interval.end(candle.open_ms),
+                source=source,
+                received_us=received_us,
+            )
+            recent[candle.open_ms] = event
+            self.queue.append(codec.candle_message(self.stamper, event, now_us=now))
+        if len(recent) > 2 * KEEP_PERIODS:  # a history page: only the newest can be in a period
+            keep = sorted(recent)[-KEEP_PERIODS:]
+            self._recent[symbol] = {t: recent[t] for t in keep}
         self._wake.set()
 
     def period(
         self,
-        run_time_ms: int,
         *,
-        complete: Sequence[str],
-        missing: Sequence[str],
-        final: bool,
-        lag_ms: float | None,
+        run_time_ms: int,
+        ready: Iterable[str],
+        missing: Iterable[str],
+        complete: bool,
+        lag_s: float | None,
+        last_received: float | None,
     ) -> None:
-        self.queue.append(
-            codec.period_message(
-                run_time_ms, complete=complete, missing=missing, final=final, lag_ms=lag_ms
-            )
+        """A period report, with its ready symbols' candles (as on the ZeroMQ bus).
+
+        Stored, so only two per period: the first report (at the deadline, with what is
+        missing) and the complete one. The recorder reports a late period again after each
+        late symbol's write; on a stream that would be one message per late symbol.
+        """
+        if not complete:
+            if run_time_ms in self._reported_late:
+                return
+            self._reported_late = {
+                t for t in self._reported_late if t > run_time_ms - _REMEMBER_LATE_MS
+            } | {run_time_ms}
+        interval = self.config.interval
+        open_ms = interval.add(run_time_ms, -1)
+        ready = tuple(ready)
+        events = [e for s in ready if (e := self._recent.get(s, {}).get(open_ms)) is not None]
+        now = unix_us()
+        event = bus.PeriodEvent(
+            run_time_ms=run_time_ms,
+            interval=interval.name,
+            ready=ready,
+            missing=tuple(missing),
+            complete=complete,
+            lag_ms=None if lag_s is None else round(lag_s * 1000, 3),
+            candles=bus.candle_events_to_frame(events),
+            last_received_us=(
+                None
+                if last_received is None
+                else now - int((trio.current_time() - last_received) * 1e6)
+            ),
         )
+        self.queue.append(codec.period_message(self.stamper, event, now_us=now))
+        oldest = interval.add(open_ms, -(KEEP_PERIODS - 1))
+        for symbol, recent in self._recent.items():
+            if len(recent) > KEEP_PERIODS or (recent and min(recent) < oldest):
+                self._recent[symbol] = {t: e for t, e in recent.items() if t >= oldest}
         self._wake.set()
 
-    def symbols(self, run_time_ms: int, symbols: frozenset[str], exginfo: Any) -> None:
-        # sent every period by the refresher: only what changed, and everything again after
-        # half the retention, so the stream always holds the newest meta, selection and exginfo
-        messages = [codec.meta_message(self.config.to_meta()), codec.symbols_message(0, symbols)]
-        if exginfo is not None:
-            messages.append(codec.exginfo_message(0, exginfo))
+    def symbols(self, symbols: Iterable[str]) -> None:
+        """The selection after a refresh: published when it changed (with the meta, so the
+        stream always holds the newest one a follower needs)."""
+        now_set = tuple(sorted(symbols))
+        before = self._selection
+        if before == now_set:
+            return
+        old = set(before or ())
+        event = bus.SymbolsEvent(
+            symbols=now_set,
+            listed=tuple(s for s in now_set if s not in old),
+            delisted=tuple(sorted(old - set(now_set))),
+        )
+        self._selection = now_set
+        for symbol in event.delisted:
+            self._recent.pop(symbol, None)
+        self.queue.append(codec.meta_message(self.config.to_meta()))
+        self.queue.append(codec.symbols_message(self.stamper, event, now_us=unix_us()))
+        self._wake.set()
+
+    def exginfo(self, run_time_ms: int, frame: Any) -> None:
+        """The refresher's exchangeInfo frame (every period): published when it changed, and
+        again after half the retention, so the stream always holds the newest one."""
+        message = codec.exginfo_message(run_time_ms, frame)
+        digest = message.msg_id.rsplit(".", 1)[-1]
         half_retention_ms = int(self.config.interval.seconds * 500) * self.config.num_candles
-        for message in messages:
-            seen = self._static.get(message.kind)
-            digest = message.msg_id.rsplit(".", 1)[-1]
-            if seen is not None and seen[0] == digest and run_time_ms - seen[1] < half_retention_ms:
-                continue
-            self._static[message.kind] = (digest, run_time_ms)
-            if message.kind == "symbols":
-                message = codec.symbols_message(run_time_ms, symbols)
-            elif message.kind == "exginfo":
-                message = codec.exginfo_message(run_time_ms, exginfo)
-            self.queue.append(message)
+        seen = self._exginfo_seen
+        if seen is not None and seen[0] == digest and run_time_ms - seen[1] < half_retention_ms:
+            return
+        self._exginfo_seen = (digest, run_time_ms)
+        self.queue.append(codec.meta_message(self.config.to_meta()))
+        self.queue.append(message)
         self._wake.set()
 
     def retired(self, symbol: str) -> None:
-        self.queue.append(codec.retired_message(symbol, self.config.interval.floor(self.now_ms())))
+        """``symbol``'s file was moved into ``_delisted/``."""
+        at = self.config.interval.floor(self.now_ms())
+        self.queue.append(codec.retired_message(symbol, at))
         self._wake.set()
 
     def resume(self, frames: dict[str, pl.DataFrame | None]) -> None:
@@ -189,9 +265,17 @@ class NatsPublisher:
                 await self._publish_forever(aio, link)
             finally:
                 with trio.move_on_after(FLUSH_GRACE_S, shield=True):
-                    if self.state == "connected" and self.queue:
-                        await self._publish_some(aio, link)
+                    await self._flush(aio, link)
                     await aio.run(link.close)
+
+    async def _flush(self, aio: AsyncioThread, link: JetStreamLink) -> None:
+        """On shutdown: what is queued, while NATS answers (the rest is re-published from the
+        files at the next start, see :meth:`resume`)."""
+        try:
+            while self.state == "connected" and self.queue:
+                await self._publish_some(aio, link)
+        except BusUnavailable as exc:
+            log.warning("NATS: %d messages not published at shutdown: %s", len(self.queue), exc)
 
     async def _publish_forever(self, aio: AsyncioThread, link: JetStreamLink) -> None:
         retry_s = RETRY_S
@@ -219,8 +303,8 @@ class NatsPublisher:
                 retry_s = min(retry_s * 2, RETRY_MAX_S)
 
     async def _publish_some(self, aio: AsyncioThread, link: JetStreamLink) -> None:
-        batch = [self.queue[i] for i in range(min(BATCH, len(self.queue)))]
-        wire = [(m.suffix, m.body, m.headers(self.epoch)) for m in batch]
+        batch = list(itertools.islice(self.queue, BATCH))
+        wire = [(m.suffix, m.body, m.headers) for m in batch]
         stored, error = await aio.run(link.publish_batch, wire, ACK_TIMEOUT_S)
         for _ in range(stored):
             self.queue.popleft()
@@ -238,8 +322,16 @@ class NatsPublisher:
         for symbol in symbols:
             frame = frames[symbol]
             assert frame is not None
+            now = unix_us()
             missing.extend(
-                codec.candle_message(c) for c in _candles_after(symbol, frame, last[symbol])
+                codec.candle_message(
+                    self.stamper,
+                    bus.CandleEvent(
+                        candle=c, end_ms=self.config.interval.end(c.open_ms), source="disk"
+                    ),
+                    now_us=now,
+                )
+                for c in _candles_after(symbol, frame, last[symbol])
             )
         if missing:
             log.info("publishing %d candles from the files that the stream lacks", len(missing))
