@@ -70,3 +70,37 @@ async def test_an_unreachable_server_is_alerted_and_shown_in_status(tmp_path: Pa
     stdout = shown.stdout.decode()
     assert "nats" in stdout
     assert "down, " in stdout
+
+
+def test_a_period_is_published_at_its_deadline_and_when_complete_not_per_late_symbol(
+    tmp_path: Path,
+) -> None:
+    # 450 symbols completed one by one over REST after the deadline made the recorder report
+    # the period 450 times: the bench's stream held 2851 period messages (6 KB headers each)
+    base = tmp_path / "data"
+    base.mkdir()
+    (base / "config.json").write_bytes(
+        orjson.dumps({**KEYS, "nats": {"servers": ["nats://127.0.0.1:4222"]}})
+    )
+    publisher = NatsPublisher(load_config(base))
+    symbols = [f"S{i:03d}USDT" for i in range(10)]
+    run_time = 1_767_225_660_000
+    for late in range(10, 0, -1):  # the deadline, then each late symbol's write
+        publisher.period(
+            run_time_ms=run_time,
+            ready=symbols[: 10 - late],
+            missing=symbols[10 - late :],
+            complete=False,
+            lag_s=None,
+            last_received=None,
+        )
+    publisher.period(
+        run_time_ms=run_time,
+        ready=symbols,
+        missing=[],
+        complete=True,
+        lag_s=0.01,
+        last_received=None,
+    )
+    periods = [m for m in publisher.queue if m.kind == "period"]
+    assert [m.msg_id.count(".missing.") for m in periods] == [1, 0]
