@@ -1,20 +1,18 @@
-"""The NATS messages of the market: subjects, headers, bodies and de-duplication ids.
+"""The market's NATS messages: the live bus's encodings (:mod:`.messages`) on JetStream subjects.
 
-Pure (no I/O, no NATS client), so the recorder, the follower, ``bmac_kit`` and other languages
-agree on one description (docs/nats.md). Subjects under the configured prefix ``P``:
+Pure (no I/O, no NATS client). A bus message ``[topic, header, body]`` becomes the NATS message
+``<prefix>.<topic>`` whose body is the bus body and whose header ``Bmac-Header`` is the bus
+header's JSON — so ``candle.<SYMBOL>`` (JSON), ``period`` (Arrow IPC of the period's candles,
+run time / ready / missing / lag in the header's ``meta``) and ``symbols`` (JSON) read exactly
+as on ZeroMQ (docs/bus.md). ``Nats-Msg-Id`` is the bus's de-duplication id
+(:func:`~.messages.candle_msg_id`: symbol and open time), so JetStream keeps one copy of what a
+restarted recorder publishes again.
 
-* ``P.candle.<SYMBOL>`` — one closed candle, JSON ``{"symbol", "open_ms", "open", ...}`` (the
-  :class:`~bmac_trio.binance.candles.Candle` fields; floats written shortest-exact).
-* ``P.period`` — a period report, JSON ``{"run_time_ms", "complete", "missing", "final",
-  "lag_ms"}`` (published after the candles it names, so a consumer has them already).
-* ``P.symbols`` — a new selection, JSON ``{"run_time_ms", "symbols"}``.
-* ``P.exginfo`` — ``exginfo.pqt``'s frame as an Arrow IPC stream; header ``Bmac-Run-Time``.
-* ``P.retired`` — JSON ``{"symbol"}``: its file was moved into ``_delisted/``.
-* ``P.meta`` — ``bmac_meta.json`` (interval, trade type, save type, time zone, num_candles).
-
-Headers: ``Bmac-Schema`` (:data:`SCHEMA_VERSION`), ``Bmac-Kind``, ``Bmac-Epoch`` (new at every
-recorder start) and ``Nats-Msg-Id``, derived from the content (a candle: symbol and open time)
-so that JetStream drops what a restarted recorder publishes twice.
+Three subjects exist only on NATS, for followers that rebuild a data directory from the stream
+(header ``Bmac-Kind`` instead of ``Bmac-Header``): ``exginfo`` (``exginfo.pqt`` as an Arrow IPC
+stream, header ``Bmac-Run-Time``), ``retired`` (JSON ``{"symbol"}``: its file went to
+``_delisted/``) and ``meta`` (``bmac_meta.json``: interval, trade type, save type, time zone,
+num_candles).
 """
 
 from __future__ import annotations
@@ -28,180 +26,150 @@ import orjson
 
 from bmac_trio.binance.candles import FLOAT_COLUMNS, Candle
 from bmac_trio.binance.symbols import is_safe_symbol
-from bmac_trio.errors import RemoteProtocolError
+from bmac_trio.bus import messages as bus
+from bmac_trio.errors import BusProtocolError
 
 __all__ = [
-    "SCHEMA_VERSION",
+    "HEADER",
     "Decoded",
-    "Kind",
     "Outgoing",
-    "PeriodNote",
     "candle_message",
     "decode",
     "exginfo_message",
+    "frame_candles",
     "meta_message",
     "period_message",
     "retired_message",
     "symbols_message",
 ]
 
-SCHEMA_VERSION: Final = 1
-Kind = Literal["candle", "period", "symbols", "exginfo", "retired", "meta"]
-_FIELDS: Final = ("symbol", "open_ms", *FLOAT_COLUMNS)
+#: The NATS header that carries the live bus's header (JSON).
+HEADER: Final = "Bmac-Header"
+#: The NATS header of the NATS-only kinds.
+KIND: Final = "Bmac-Kind"
+NatsKind = Literal["exginfo", "retired", "meta"]
 
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One message to publish: subject below the prefix, de-duplication id, body, kind."""
+    """One message to publish: subject below the prefix, body, NATS headers (with the id)."""
 
     suffix: str
-    msg_id: str
     body: bytes
-    kind: Kind
-    #: Extra headers (``Bmac-Run-Time`` of exginfo).
-    extra: tuple[tuple[str, str], ...] = ()
+    headers: dict[str, str]
+    kind: str
 
-    def headers(self, epoch: str) -> dict[str, str]:
-        """The NATS headers of this message from a publisher started at ``epoch``."""
-        return {
-            "Nats-Msg-Id": self.msg_id,
-            "Bmac-Schema": str(SCHEMA_VERSION),
-            "Bmac-Kind": self.kind,
-            "Bmac-Epoch": epoch,
-            **dict(self.extra),
-        }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PeriodNote:
-    """A decoded ``period`` message."""
-
-    run_time_ms: int
-    complete: tuple[str, ...]
-    missing: tuple[str, ...]
-    final: bool
-    lag_ms: float | None
+    @property
+    def msg_id(self) -> str:
+        return self.headers["Nats-Msg-Id"]
 
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """A decoded message: its kind and value (Candle, PeriodNote, frozenset, frame, str, dict)."""
+    """A received message: its kind and value (a bus body, a frame, a symbol or a dict)."""
 
-    kind: Kind
+    kind: str
     value: Any
     run_time_ms: int | None = None
 
 
-def candle_message(candle: Candle) -> Outgoing:
-    """``P.candle.<SYMBOL>``, id ``c.<SYMBOL>.<open_ms>``."""
-    body = orjson.dumps({name: getattr(candle, name) for name in _FIELDS})
-    return Outgoing(
-        f"candle.{candle.symbol}", f"c.{candle.symbol}.{candle.open_ms}", body, "candle"
-    )
+def _from_bus(message: bus.BusMessage, msg_id: str) -> Outgoing:
+    headers = {"Nats-Msg-Id": msg_id, HEADER: message.header.to_bytes().decode()}
+    return Outgoing(message.topic, message.body, headers, message.header.kind)
 
 
-def period_message(
-    run_time_ms: int,
-    *,
-    complete: Any,
-    missing: Any,
-    final: bool,
-    lag_ms: float | None,
-) -> Outgoing:
-    """``P.period``; the id names the report's content, so a repeat is dropped."""
-    complete, missing = sorted(complete), sorted(missing)
-    body = orjson.dumps(
-        {
-            "run_time_ms": run_time_ms,
-            "complete": complete,
-            "missing": missing,
-            "final": final,
-            "lag_ms": lag_ms,
-        }
-    )
-    digest = _digest(orjson.dumps([complete, missing]))
-    return Outgoing("period", f"p.{run_time_ms}.{int(final)}.{digest}", body, "period")
+def candle_message(stamper: bus.Stamper, event: bus.CandleEvent, *, now_us: int) -> Outgoing:
+    """``candle.<SYMBOL>``, id ``candle.<SYMBOL>.<open_ms>``."""
+    message = stamper.candle(event, now_us=now_us)
+    return _from_bus(message, bus.candle_msg_id(event.candle.symbol, event.candle.open_ms))
 
 
-def symbols_message(run_time_ms: int, symbols: frozenset[str]) -> Outgoing:
-    """``P.symbols``: the selection from ``run_time_ms`` on."""
-    names = sorted(symbols)
-    body = orjson.dumps({"run_time_ms": run_time_ms, "symbols": names})
-    return Outgoing("symbols", f"s.{run_time_ms}.{_digest(orjson.dumps(names))}", body, "symbols")
+def period_message(stamper: bus.Stamper, event: bus.PeriodEvent, *, now_us: int) -> Outgoing:
+    """``period``; a complete period's id is ``period.<run_time>``, a report at the deadline
+    names its missing symbols (the complete report that follows is not a duplicate of it)."""
+    message = stamper.period(event, now_us=now_us)
+    msg_id = bus.period_msg_id(event.run_time_ms)
+    if not event.complete:
+        msg_id += ".missing." + _digest(orjson.dumps(sorted(event.missing)))
+    return _from_bus(message, msg_id)
+
+
+def symbols_message(stamper: bus.Stamper, event: bus.SymbolsEvent, *, now_us: int) -> Outgoing:
+    """``symbols``: the selection and its change."""
+    message = stamper.symbols(event, now_us=now_us)
+    digest = _digest(orjson.dumps([event.symbols, event.listed, event.delisted]))
+    return _from_bus(message, f"symbols.{digest}")
+
+
+def _nats_only(suffix: NatsKind, msg_id: str, body: bytes, **extra: str) -> Outgoing:
+    return Outgoing(suffix, body, {"Nats-Msg-Id": msg_id, KIND: suffix, **extra}, suffix)
 
 
 def exginfo_message(run_time_ms: int, frame: Any) -> Outgoing:
-    """``P.exginfo``: the polars frame as an Arrow IPC stream."""
+    """``exginfo``: the polars frame as an Arrow IPC stream."""
     buffer = io.BytesIO()
     frame.write_ipc_stream(buffer)
     body = buffer.getvalue()
-    return Outgoing(
-        "exginfo",
-        f"x.{run_time_ms}.{_digest(body)}",
-        body,
-        "exginfo",
-        (("Bmac-Run-Time", str(run_time_ms)),),
-    )
+    msg_id = f"exginfo.{run_time_ms}.{_digest(body)}"
+    return _nats_only("exginfo", msg_id, body, **{"Bmac-Run-Time": str(run_time_ms)})
 
 
-def retired_message(symbol: str, last_open_ms: int | None) -> Outgoing:
-    """``P.retired``: ``symbol``'s file went to ``_delisted/``."""
-    body = orjson.dumps({"symbol": symbol, "last_open_ms": last_open_ms})
-    return Outgoing("retired", f"r.{symbol}.{last_open_ms}", body, "retired")
+def retired_message(symbol: str, at_ms: int) -> Outgoing:
+    """``retired``: ``symbol``'s file went to ``_delisted/`` (``at_ms``: exchange time)."""
+    body = orjson.dumps({"symbol": symbol, "at_ms": at_ms})
+    return _nats_only("retired", f"retired.{symbol}.{at_ms}", body)
 
 
 def meta_message(meta: dict[str, Any]) -> Outgoing:
-    """``P.meta``: what a follower needs to write the same files."""
+    """``meta``: what a follower needs to write the same files."""
     body = orjson.dumps(meta, option=orjson.OPT_SORT_KEYS)
-    return Outgoing("meta", f"m.{_digest(body)}", body, "meta")
+    return _nats_only("meta", f"meta.{_digest(body)}", body)
 
 
 def decode(suffix: str, headers: dict[str, str] | None, body: bytes) -> Decoded:
-    """A message received under the prefix (``suffix`` = subject without ``P.``).
+    """A message received under the prefix (``suffix`` = subject without ``<prefix>.``).
 
     Raises:
-        RemoteProtocolError: an unknown kind, a newer schema, or a malformed body.
+        BusProtocolError: a bad header, an unknown kind or a malformed body.
     """
     headers = headers or {}
-    schema = headers.get("Bmac-Schema", str(SCHEMA_VERSION))
-    if schema != str(SCHEMA_VERSION):
-        raise RemoteProtocolError(f"NATS message schema {schema!r} is not {SCHEMA_VERSION}")
-    kind = suffix.split(".", 1)[0]
+    raw_header = headers.get(HEADER)
+    if raw_header is not None:
+        message = bus.BusMessage(suffix, bus.Header.from_bytes(raw_header.encode()), body)
+        value = bus.decode_body(message)
+        run_time = value.run_time_ms if isinstance(value, bus.PeriodEvent) else None
+        return Decoded(message.header.kind, value, run_time)
+    kind = headers.get(KIND)
     try:
-        if kind == "candle":
-            data = orjson.loads(body)
-            candle = Candle(**{name: data[name] for name in _FIELDS})
-            if not is_safe_symbol(candle.symbol) or suffix != f"candle.{candle.symbol}":
-                raise ValueError(f"subject {suffix} does not match {candle.symbol!r}")
-            return Decoded("candle", candle)
-        if kind == "period":
-            data = orjson.loads(body)
-            note = PeriodNote(
-                run_time_ms=int(data["run_time_ms"]),
-                complete=tuple(data["complete"]),
-                missing=tuple(data["missing"]),
-                final=bool(data["final"]),
-                lag_ms=data["lag_ms"],
-            )
-            return Decoded("period", note, note.run_time_ms)
-        if kind == "symbols":
-            data = orjson.loads(body)
-            return Decoded("symbols", frozenset(data["symbols"]), int(data["run_time_ms"]))
         if kind == "exginfo":
             import polars as pl
 
             frame = pl.read_ipc_stream(io.BytesIO(body))
             return Decoded("exginfo", frame, int(headers["Bmac-Run-Time"]))
         if kind == "retired":
-            data = orjson.loads(body)
-            if not is_safe_symbol(data["symbol"]):
-                raise ValueError(f"unsafe symbol {data['symbol']!r}")
-            return Decoded("retired", data["symbol"])
+            symbol = orjson.loads(body)["symbol"]
+            if not is_safe_symbol(symbol):
+                raise ValueError(f"unsafe symbol {symbol!r}")
+            return Decoded("retired", symbol)
         if kind == "meta":
-            return Decoded("meta", orjson.loads(body))
-    except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
-        raise RemoteProtocolError(f"malformed NATS {kind} message: {exc!r}") from None
-    raise RemoteProtocolError(f"unknown NATS message subject {suffix!r}")
+            meta = orjson.loads(body)
+            if not isinstance(meta, dict):
+                raise ValueError("meta is not an object")
+            return Decoded("meta", meta)
+    except (KeyError, TypeError, ValueError, OSError, orjson.JSONDecodeError) as exc:
+        raise BusProtocolError(f"malformed NATS {kind} message: {exc!r}") from None
+    raise BusProtocolError(f"NATS message {suffix!r} has no {HEADER} nor a known {KIND}")
+
+
+def frame_candles(frame: Any) -> list[Candle]:
+    """The rows of a bus frame (``symbol`` + candle columns) as candles."""
+    opens = frame["candle_begin_time"].dt.epoch("ms").to_list()
+    symbols = frame["symbol"].to_list()
+    columns = {name: frame[name].to_list() for name in FLOAT_COLUMNS}
+    return [
+        Candle(symbol=s, open_ms=t, **{name: columns[name][i] for name in FLOAT_COLUMNS})
+        for i, (s, t) in enumerate(zip(symbols, opens, strict=True))
+    ]
 
 
 def _digest(data: bytes) -> str:

@@ -91,7 +91,9 @@ class ChildProcess:
         while not any(text in line for line in self.lines):
             assert self.process is not None
             if self.process.returncode is not None:
-                raise AssertionError(f"exited {self.process.returncode}:\n" + "\n".join(self.lines[-30:]))
+                raise AssertionError(
+                    f"exited {self.process.returncode}:\n" + "\n".join(self.lines[-30:])
+                )
             await self.changed.wait()
 
     def kill(self) -> None:
@@ -174,7 +176,7 @@ def stream_candles(messages: list[Received]) -> list[tuple[str, int]]:
     out = []
     for m in messages:
         if m.suffix.startswith("candle."):
-            c = codec.decode(m.suffix, m.headers, m.body).value
+            c = codec.decode(m.suffix, m.headers, m.body).value.candle
             out.append((c.symbol, c.open_ms))
     return out
 
@@ -185,5 +187,3 @@ def nats_key(*servers: NatsServer, replicas: int = 1) -> dict[str, Any]:
 
 async def started(server: NatsServer) -> NatsServer:
     return await trio.to_thread.run_sync(server.start)
-
-
