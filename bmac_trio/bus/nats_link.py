@@ -252,7 +252,8 @@ class JetStreamLink:
             raise BusUnavailable(f"cannot consume {self.settings.name}: {_why(exc)}") from None
 
     async def take(self, sub: Any, max_n: int, timeout_s: float) -> list[Received]:
-        """Up to ``max_n`` messages: waits ``timeout_s`` for the first, not for the others."""
+        """Up to ``max_n`` messages: waits ``timeout_s`` for the first; then takes what has
+        arrived, and keeps waiting while the server reports more pending (a catch-up)."""
         cut = len(self.settings.prefix) + 1
         out: list[Received] = []
         try:
@@ -262,12 +263,17 @@ class JetStreamLink:
         except nats.errors.Error as exc:
             raise BusUnavailable(f"consuming {self.settings.name}: {_why(exc)}") from None
         while True:
-            seq = msg.metadata.sequence.stream
-            out.append(Received(msg.subject[cut:], msg.headers, msg.data, seq))
-            if len(out) >= max_n or sub._pending_queue.empty():
+            meta = msg.metadata
+            out.append(Received(msg.subject[cut:], msg.headers, msg.data, meta.sequence.stream))
+            if len(out) >= max_n:
+                return out
+            # catching up (the server says more are pending): fill the batch, so that each
+            # symbol's file is written once per batch and not once per flow-control window
+            more = bool(meta.num_pending)
+            if not more and sub._pending_queue.empty():
                 return out
             try:
-                msg = await sub.next_msg(timeout=0.05)
+                msg = await sub.next_msg(timeout=timeout_s if more else 0.05)
             except nats.errors.TimeoutError:
                 return out
 
