@@ -206,6 +206,8 @@ def main() -> None:
     parser.add_argument("--periods", type=int, default=6)
     parser.add_argument("--speed", type=float, default=10.0)
     parser.add_argument("--down-minutes", type=int, default=10)
+    parser.add_argument("--followers", default="1,8", help="follower counts, comma-separated")
+    parser.add_argument("--no-alone", action="store_true", help="skip the run without NATS")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--hold", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
@@ -245,16 +247,17 @@ def main() -> None:
                 f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
             )
             # 1. the recorder alone
-            alone = _recorder(args, spec, urls, tmp / "alone", None, "BMAC_alone")
-            r0 = _result(alone)
-            alone.communicate()
-            lags0 = r0["lags_ms"]
-            _say(
-                f"recorder alone       | period lag p50 {statistics.median(lags0):7.1f} ms, "
-                f"p99 {_pct(lags0, 0.99):7.1f} ms | CPU {r0['cpu_s_per_period']:.3f} s/period"
-            )
+            if not args.no_alone:
+                alone = _recorder(args, spec, urls, tmp / "alone", None, "BMAC_alone")
+                r0 = _result(alone)
+                alone.communicate()
+                lags0 = r0["lags_ms"]
+                _say(
+                    f"recorder alone       | period lag p50 {statistics.median(lags0):7.1f} ms, "
+                    f"p99 {_pct(lags0, 0.99):7.1f} ms | CPU {r0['cpu_s_per_period']:.3f} s/period"
+                )
             # 2. with 1 and 8 followers
-            for n in (1, 8):
+            for n in (int(x) for x in args.followers.split(",")):
                 stream = f"BMAC_f{n}"
                 followers = [
                     Follower(server.url, tmp / f"f{n}_{i}") for i in range(n)
