@@ -411,12 +411,6 @@ async def subscribe(
     Raises:
         ConfigError: a directory without config.json, or whose recorder does not publish.
     """
-    if os.fspath(source).startswith(("nats://", "tls://")):  # JetStream (docs/nats.md)
-        from bmac_kit._subscribe_nats import subscribe_nats
-
-        async with subscribe_nats(os.fspath(source)) as market:
-            yield market
-        return
     resolved = _resolve(source)
     context: zmq.Context[Any] = zmq.Context()
     sock = context.socket(zmq.SUB)
