@@ -24,7 +24,8 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import sniffio
 
-from bmac_kit._subscribe import Market, _Source, _Window
+from bmac_kit._subscribe import Market, _Source
+from bmac_kit.window import MarketWindow
 from bmac_trio.bus import messages as bus, nats_codec as codec
 from bmac_trio.bus.nats_link import JetStreamLink, Received, StreamSettings
 from bmac_trio.errors import BusUnavailable, ConfigError, ProtocolError
@@ -99,7 +100,7 @@ class NatsMarket(Market):
             raise BusUnavailable(f"stream {link.settings.name} holds no meta message yet")
         info = codec.decode("meta", meta.headers, meta.body).value
         self._set_interval(info["interval"])
-        window = _Window(int(info.get("num_candles") or 1500), self.interval)
+        window = MarketWindow(int(info.get("num_candles") or 1500), self.interval)
         end = (await self._caller.run(link.stream_state))["last_seq"]
         self._sub = await self._caller.run(link.subscribe_from, 1)
         while self.last_seq < end:
