@@ -25,6 +25,9 @@ Factor modules are looked up in the user's ``factor`` package first, then among 
 ones (:mod:`bmac_kit.factors`).
 """
 
+import os
+from typing import Any
+
 from bmac_kit._calculators import (
     AllMarketResult as AllMarketResult,
     BmacAllMarketCalculator as BmacAllMarketCalculator,
@@ -36,7 +39,7 @@ from bmac_kit._reader import CandleFileReader as CandleFileReader
 from bmac_kit._subscribe import (
     Market as Market,
     Period as Period,
-    subscribe as subscribe,
+    subscribe as _subscribe_bus,
 )
 from bmac_kit._time import (
     convert_interval_to_timedelta as convert_interval_to_timedelta,
@@ -70,3 +73,15 @@ __all__ = [
     "subscribe",
     "to_bmac_pandas",
 ]
+
+
+def subscribe(source: Any, **options: Any) -> Any:
+    """``async with subscribe(DIR | "ipc://…" | "tcp://…" | "nats://…") as market:`` — the
+    whole market in memory, advanced live (docs/bus.md; a NATS JetStream stream: docs/nats.md).
+    """
+    text = os.fspath(source)
+    if text.startswith(("nats://", "tls://")):  # loaded only for NATS
+        from bmac_kit._subscribe_nats import subscribe_nats
+
+        return subscribe_nats(text)
+    return _subscribe_bus(source, **options)

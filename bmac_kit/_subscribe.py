@@ -404,7 +404,8 @@ async def subscribe(
 
     Args:
         source: the recorder's data directory (this host: heals from the files) or a PUB
-            endpoint ``ipc://…`` / ``tcp://host:port`` (heals through its request socket).
+            endpoint ``ipc://…`` / ``tcp://host:port`` (heals through its request socket), or
+            a NATS JetStream ``nats://host:port[,nats://…][?stream=NAME]`` (docs/nats.md).
         rcvhwm: messages queued in this process before libzmq drops them.
 
     Raises:

@@ -22,6 +22,7 @@ from __future__ import annotations
 __all__ = [
     "BmacError",
     "BusProtocolError",
+    "BusUnavailable",
     "ConfigError",
     "LockHeld",
     "ProtocolError",
@@ -72,6 +73,10 @@ class TransportError(BmacError):
 
 class WsDisconnected(TransportError):
     """A WebSocket connection closed, went silent, or reached its lifetime."""
+
+
+class BusUnavailable(TransportError):
+    """The message bus (a NATS server, JetStream) could not be reached or refused a request."""
 
 
 class RestUnavailable(TransportError):

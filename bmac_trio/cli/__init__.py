@@ -48,6 +48,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "bmac_trio.cli.tail:tail",
         "Print the live bus's messages of a data directory or endpoint; flag lost ones.",
     ),
+    "follow": (
+        "bmac_trio.cli.follow:follow",
+        "Keep BASE_DIR's files from a NATS JetStream stream (another host's recorder).",
+    ),
     "sim": (
         "bmac_trio.sim._cli:sim",
         "Serve a simulated Binance market (REST and WebSocket) for tests and demos.",

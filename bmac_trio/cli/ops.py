@@ -241,6 +241,14 @@ def _print_text(
                 f"spent since start), {report.reconnects} reconnects",
             )
         )
+        if report.nats_state is not None:
+            rows.append(
+                (
+                    "nats",
+                    f"{report.nats_state}, {report.nats_backlog} messages waiting, "
+                    f"{report.nats_published} published",
+                )
+            )
         if report.last_error:
             at = _utc(report.last_error_at_ms) if report.last_error_at_ms else "?"
             rows.append(("last error", f"{at}  {report.last_error}"))

@@ -248,6 +248,10 @@ def check(
     for warning in config.warnings:
         print(f"bmac-trio check: warning: {warning}", file=sys.stderr)
     problems = startup_problems(config, log_file=log_file, metrics_port=metrics_port)
+    if config.nats is not None and not problems:
+        problem = _check_nats(config)
+        if problem:
+            problems.append(problem)
     for problem in problems:
         print(f"bmac-trio check: {problem}", file=sys.stderr)
     if problems:
@@ -278,6 +282,9 @@ def _check_data(config: Config) -> int:
             f"in {where}/: the next run reads them as history and moves them aside",
             file=sys.stderr,
         )
+    nats = ""
+    if config.nats is not None:
+        nats = f"; NATS stream {config.nats.stream} on {', '.join(config.nats.servers)} reachable"
     data = f"{found.files} data files"
     if found.newest_end_ms is not None:
         age = format_age(max(0.0, time.time() - found.newest_end_ms / 1000))
@@ -292,10 +299,36 @@ def _check_data(config: Config) -> int:
     print(
         f"{config.base_dir}: OK — {config.trade_type_name} {config.interval}, {config.save_type}, "
         f"{config.num_candles} candles, data in {where}/ ({data}); "
-        f"records {config.trade_type.describe()}"
+        f"records {config.trade_type.describe()}{nats}"
     )
     return 0
 
 
 def _utc(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _check_nats(config: object) -> str | None:
+    """Connect to the configured NATS servers and ask JetStream about the stream."""
+
+    async def probe() -> str | None:
+        from bmac_trio.bus.aio_bridge import AsyncioThread
+        from bmac_trio.bus.nats_link import JetStreamLink
+        from bmac_trio.bus.nats_publisher import stream_settings
+
+        settings = stream_settings(config)  # type: ignore[arg-type]
+        link = JetStreamLink(config.nats.servers, settings)  # type: ignore[attr-defined]
+        async with AsyncioThread("bmac-check") as aio:
+            try:
+                with trio.fail_after(10):
+                    await aio.run(link.connect)
+                    names = await aio.run(link.stream_names)
+            except (BmacError, trio.TooSlowError) as exc:
+                return f"NATS: {exc or 'no answer within 10 s'}"
+            finally:
+                await aio.run(link.close)
+        if settings.name not in names:
+            print(f"NATS: stream {settings.name} does not exist yet (the recorder creates it)")
+        return None
+
+    return trio.run(probe)

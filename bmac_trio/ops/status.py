@@ -93,6 +93,10 @@ class StatusReport:
     bus_messages_dropped: int = 0
     last_error: str | None = None
     last_error_at_ms: int | None = None
+    # the NATS JetStream publisher (None: no ``nats`` key)
+    nats_state: str | None = None
+    nats_backlog: int = 0
+    nats_published: int = 0
 
     def to_json(self) -> bytes:
         """The file's bytes (indented: people read it)."""

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from bmac_trio.binance.candles import Candle
-    from bmac_trio.bus.publisher import BusPublisher
+    from bmac_trio.bus.hooks import BusHooks
     from bmac_trio.clock import Clock
     from bmac_trio.ops.metrics import Metrics
     from bmac_trio.ops.status import StatusTracker
@@ -77,7 +77,8 @@ class Dispatcher:
             waiters (tests, the benchmark) can re-check state without polling.
         recovering: the previous live phase crashed; alert ``recovered`` at the first complete
             period.
-        bus: the live bus: accepted candles, period reports and symbol changes are published.
+        bus: the live bus (every publisher): accepted candles, period reports, symbol changes,
+            exchangeInfo and retired symbols are published (see :mod:`bmac_trio.bus.hooks`).
     """
 
     def __init__(
@@ -97,7 +98,7 @@ class Dispatcher:
         stats: DispatcherStats | None = None,
         on_change: Callable[[], None] | None = None,
         recovering: bool = False,
-        bus: BusPublisher | None = None,
+        bus: BusHooks | None = None,
     ) -> None:
         self.config = config
         self.bus = bus
@@ -156,10 +157,11 @@ class Dispatcher:
             reports=self._reports,
             send_fetches=self._send_fetches,
             write_exginfo=self._write_exginfo,
+            on_retired=getattr(bus, "retired", None),  # optional hooks (NATS)
         )
         self.nursery: trio.Nursery | None = None
         if bus is not None:
-            bus.frame_source = self._frames_for_bus
+            bus.frame_source = self._frames_for_bus  # type: ignore[attr-defined]
 
     @property
     def writing(self) -> set[str]:
@@ -227,6 +229,9 @@ class Dispatcher:
                 if report is not None:
                     self._reports([report])
             case SymbolsChanged():
+                exginfo = getattr(self.bus, "exginfo", None)
+                if exginfo is not None and message.exginfo is not None:
+                    exginfo(message.run_time_ms, message.exginfo)
                 self.roster.on_symbols(message)
                 if self.bus is not None:
                     self.bus.symbols(self.roster.selected)

@@ -20,7 +20,7 @@ from bmac_trio.errors import StorageError
 from bmac_trio.store.layout import run_time_label
 
 if TYPE_CHECKING:
-    from bmac_trio.bus.publisher import BusPublisher
+    from bmac_trio.bus.hooks import BusHooks
     from bmac_trio.ops.metrics import Metrics
     from bmac_trio.ops.status import StatusTracker
     from bmac_trio.recorder.book import PeriodReport
@@ -68,7 +68,7 @@ class PeriodReporter:
         on_change: Callable[[], None],
         last_updated: Callable[[], str | None],
         recovering: bool = False,
-        bus: BusPublisher | None = None,
+        bus: BusHooks | None = None,
     ) -> None:
         self.config = config
         self.bus = bus

@@ -47,6 +47,7 @@ class SymbolRoster:
         listen: where stream sets go (the dispatcher owns and closes it).
         preloaded: frames read at start, by symbol (consumed as symbols join).
         spawn / reports / send_fetches / write_exginfo: the dispatcher's actions.
+        on_retired: told of each symbol whose file was moved into ``_delisted/`` (the bus).
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class SymbolRoster:
         reports: Callable[[list[PeriodReport]], None],
         send_fetches: Callable[[list[Fetch]], None],
         write_exginfo: Callable[[pl.DataFrame, int], Awaitable[None]],
+        on_retired: Callable[[str], None] | None = None,
     ) -> None:
         self.book = book
         self.clock = clock
@@ -84,6 +86,7 @@ class SymbolRoster:
         self._reports = reports
         self._send_fetches = send_fetches
         self._write_exginfo = write_exginfo
+        self._on_retired = on_retired
         #: The newest exchangeInfo selection.
         self.selected: frozenset[str] = frozenset()
         #: Delisted symbols still streamed until the next boundary, with the run time they left.
@@ -242,4 +245,6 @@ class SymbolRoster:
                 return
         if moved is not None:
             log.info("%s history kept at %s", symbol, moved)
+            if self._on_retired is not None:
+                self._on_retired(symbol)
         self.on_change()

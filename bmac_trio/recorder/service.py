@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import trio
 
+from bmac_trio.bus.hooks import FanOut
 from bmac_trio.bus.publisher import DEFAULT_HWM, BusPublisher
 from bmac_trio.errors import StorageError
 from bmac_trio.ops.alerts import NullAlerter
@@ -103,6 +104,8 @@ class RecorderHandle:
     dispatcher: Dispatcher | None = None
     #: The live bus (None with ``"publish": false``).
     bus: BusPublisher | None = None
+    #: The JetStream publisher when the config has a ``nats`` key.
+    nats: Any = None
     _changed: trio.Event = field(default_factory=trio.Event)
     _stop: Callable[[], None] | None = None
 
@@ -357,6 +360,13 @@ async def _record(run: _Run, http_client: httpx.AsyncClient | None) -> None:
             await root.start(alerter.run)
             if bus is not None:
                 await root.start(bus.run)
+            if config.nats is not None:  # loaded only when configured
+                from bmac_trio.bus.nats_publisher import NatsPublisher
+
+                handle.nats = NatsPublisher(
+                    config, alert=alerter.notify, status=status, now_ms=run.clock.now_ms
+                )
+                await root.start(handle.nats.run)
             while not stopper.requested:
                 try:
                     await _live(run, http_client, store, exginfo_store, budget)
@@ -374,6 +384,12 @@ async def _record(run: _Run, http_client: httpx.AsyncClient | None) -> None:
                     with stopper.guard(trio.CancelScope()) as scope, scope:
                         await trio.sleep(options.restart_backoff_s)
             root.cancel_scope.cancel()
+
+
+def _bus_hooks(handle: RecorderHandle) -> FanOut | None:
+    """Every publisher of the recorder (ZeroMQ, NATS) behind the dispatcher's one hook."""
+    publishers = [p for p in (handle.bus, handle.nats) if p is not None]
+    return FanOut(publishers) if publishers else None
 
 
 async def _live(
@@ -414,6 +430,8 @@ async def _live(
         preloaded = await trio.to_thread.run_sync(read_all)
     if scope.cancelled_caught:
         return
+    if handle.nats is not None:
+        handle.nats.resume(preloaded)
 
     inbox_send, inbox_recv = trio.open_memory_channel[Inbox](INBOX_SIZE)
     fetch_send, fetch_recv = trio.open_memory_channel[Fetch](math.inf)
@@ -433,7 +451,7 @@ async def _live(
         stats=handle.stats,
         on_change=handle.poke,
         recovering=handle.restarts > 0,
-        bus=handle.bus,
+        bus=_bus_hooks(handle),
     )
     handle.dispatcher = dispatcher
     settings = WsSettings(

@@ -16,7 +16,10 @@ later, e.g. ``1d`` crashed at the first period). Decisions that differ from BMAC
   plus ``"type": "webhook"`` whose channels carry ``{"url": ...}``;
 * new keys: ``rest_url`` / ``ws_url`` (base URLs to which Binance's own paths are appended;
   default: the market's Binance hosts) and ``timezone`` (the zone of ready-file names; default
-  Asia/Hong_Kong, as in BMAC), and ``publish`` (the live bus's endpoints, docs/bus.md).
+  Asia/Hong_Kong, as in BMAC), ``publish`` (the live bus's endpoints, docs/bus.md);
+* ``nats`` (absent or null: off): ``{"servers": ["nats://host:4222", ...], "stream": "...",
+  "subject_prefix": "...", "replicas": 1}``, the JetStream stream the recorder also publishes
+  to (docs/nats.md). Validated here without importing any NATS code.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ __all__ = [
     "CONFIG_FILE",
     "KNOWN_KEYS",
     "Config",
+    "NatsConfig",
     "default_publish_endpoint",
     "load_config",
     "parse_config",
@@ -84,11 +88,28 @@ KNOWN_KEYS: Final = frozenset(
         "ws_url",
         "timezone",
         "publish",
+        "nats",
     }
 )
 #: Longest ipc:// path libzmq can bind (a Unix socket path, 107 bytes on Linux, minus margin).
 MAX_IPC_PATH: Final = 100
 _PUBLISH_SCHEMES: Final = ("ipc://", "tcp://")
+_NATS_KEYS: Final = frozenset({"servers", "stream", "subject_prefix", "replicas"})
+_NATS_SCHEMES: Final = ("nats", "tls")
+_NATS_TOKEN_BAD: Final = frozenset(" \t\r\n*>")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NatsConfig:
+    """The ``nats`` key: where the recorder publishes the market (JetStream)."""
+
+    servers: tuple[str, ...]
+    #: The JetStream stream (created if missing): ``BMAC_<trade_type>_<interval>`` by default.
+    stream: str
+    #: Subjects are ``<prefix>.candle.<SYMBOL>``, ``<prefix>.period``, ... (``bmac.<tt>.<iv>``).
+    subject_prefix: str
+    #: Copies of the stream in a cluster (1 on a single server).
+    replicas: int = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,6 +139,7 @@ class Config:
     warnings: tuple[str, ...] = ()
     #: The live bus's endpoints; None: the default ``ipc://<base_dir>/bmac.sock``; (): off.
     publish: tuple[str, ...] | None = None
+    nats: NatsConfig | None = None
 
     @property
     def publish_endpoints(self) -> tuple[str, ...]:
@@ -288,6 +310,7 @@ def parse_config(data: object, *, base_dir: Path, source: str = CONFIG_FILE) -> 
         raise bad("timezone", 'an IANA time zone name such as "Asia/Hong_Kong" or "UTC"') from None
 
     publish = _publish(data, bad)
+    nats = _nats(data.get("nats"), trade_type_name, interval.name, bad)
 
     return Config(
         base_dir=Path(base_dir),
@@ -309,6 +332,7 @@ def parse_config(data: object, *, base_dir: Path, source: str = CONFIG_FILE) -> 
         timezone=timezone,
         warnings=tuple(warnings),
         publish=publish,
+        nats=nats,
     )
 
 
@@ -330,6 +354,52 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]], *, source: str) -> dict[str
             raise ConfigError(msg)
         seen[key] = value
     return seen
+
+
+def _nats(value: object, trade_type: str, interval: str, bad: Any) -> NatsConfig | None:
+    """Validate the ``nats`` key (see :class:`NatsConfig`)."""
+    if value is None:
+        return None
+    allowed = (
+        'null or {"servers": ["nats://host:port", ...], "stream": NAME, "subject_prefix": '
+        '"a.b.c", "replicas": 1-5} (stream and subject_prefix optional, without spaces, '
+        "'*', '>' or '.' in the stream name)"
+    )
+    if not isinstance(value, dict) or set(value) - _NATS_KEYS or "servers" not in value:
+        raise bad("nats", allowed)
+    servers = value["servers"]
+    if isinstance(servers, str):
+        servers = [servers]
+    if not isinstance(servers, list) or not servers or not all(_nats_url(s) for s in servers):
+        raise bad("nats", allowed)
+    stream = value.get("stream") or f"BMAC_{trade_type}_{interval}"
+    prefix = value.get("subject_prefix") or f"bmac.{trade_type}.{interval}"
+    replicas = value.get("replicas", 1)
+    if (
+        not isinstance(stream, str)
+        or set(stream) & (_NATS_TOKEN_BAD | {".", "/"})
+        or not isinstance(prefix, str)
+        or set(prefix) & _NATS_TOKEN_BAD
+        or "" in prefix.split(".")
+        or isinstance(replicas, bool)
+        or not isinstance(replicas, int)
+        or not 1 <= replicas <= 5
+    ):
+        raise bad("nats", allowed)
+    return NatsConfig(
+        servers=tuple(servers), stream=stream, subject_prefix=prefix, replicas=replicas
+    )
+
+
+def _nats_url(value: object) -> bool:
+    if not isinstance(value, str) or any(c.isspace() for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        return False
+    return parts.scheme in _NATS_SCHEMES and bool(parts.hostname) and port_ok
 
 
 def _publish(data: Mapping[str, Any], bad: Any) -> tuple[str, ...] | None:

@@ -56,6 +56,7 @@ def test_full_config(tmp_path: Path) -> None:
         "rest_url": "http://127.0.0.1:8080/",
         "ws_url": "ws://127.0.0.1:8081",
         "timezone": "UTC",
+        "nats": {"servers": ["nats://127.0.0.1:4222"], "replicas": 3},
         "publish": ["tcp://127.0.0.1:6010"],
     }
     assert set(data) == KNOWN_KEYS
@@ -227,3 +228,63 @@ def test_a_key_written_twice_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"'interval' appears twice \('5m' and '1m'\)"):
         load_config(tmp_path)
+
+
+def test_nats_key_defaults_and_values(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, OK))
+    assert cfg.nats is None
+    cfg = load_config(write(tmp_path, {**OK, "nats": {"servers": "nats://127.0.0.1:4222"}}))
+    assert cfg.nats is not None
+    assert cfg.nats.servers == ("nats://127.0.0.1:4222",)
+    assert (cfg.nats.stream, cfg.nats.subject_prefix, cfg.nats.replicas) == (
+        "BMAC_usdt_perp_5m",
+        "bmac.usdt_perp.5m",
+        1,
+    )
+    data = {
+        "servers": ["nats://a:4222", "tls://b:4223"],
+        "stream": "MARKET",
+        "subject_prefix": "desk.um",
+        "replicas": 3,
+    }
+    cfg = load_config(write(tmp_path, {**OK, "nats": data}))
+    assert cfg.nats is not None
+    assert (cfg.nats.stream, cfg.nats.subject_prefix, cfg.nats.replicas) == ("MARKET", "desk.um", 3)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {},
+        [],
+        "nats://127.0.0.1:4222",
+        {"servers": []},
+        {"servers": ["http://127.0.0.1:4222"]},
+        {"servers": ["nats://"]},
+        {"servers": ["nats://h:4222"], "stream": "a.b"},
+        {"servers": ["nats://h:4222"], "stream": "a b"},
+        {"servers": ["nats://h:4222"], "subject_prefix": "bmac.>"},
+        {"servers": ["nats://h:4222"], "subject_prefix": "bmac..x"},
+        {"servers": ["nats://h:4222"], "replicas": 0},
+        {"servers": ["nats://h:4222"], "replicas": True},
+        {"servers": ["nats://h:4222"], "server": "typo"},
+    ],
+)
+def test_bad_nats_key_is_refused_with_its_name(tmp_path: Path, value: object) -> None:
+    with pytest.raises(ConfigError, match="'nats'"):
+        load_config(write(tmp_path, {**OK, "nats": value}))
+
+
+def test_config_without_nats_loads_no_nats_code(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    write(tmp_path, OK)
+    code = (
+        "import sys; from bmac_trio.store.config import load_config; "
+        f"load_config({str(tmp_path)!r}); "
+        "import bmac_trio.recorder.service; "
+        "print(sorted(m for m in sys.modules if m == 'nats' or m.startswith('bmac_trio.bus.n')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,136 @@
+"""JetStream publishing through faults: a recorder SIGKILLed and restarted, NATS down a minute.
+
+Real nats-server processes; the simulator and the recorder as in ``tests/recorder``.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import trio
+
+from bmac_trio.bus.nats_server import NatsServer
+from bmac_trio.clock import ScaledWallClock
+from bmac_trio.sim import SimConfig, open_simulator
+from bmac_trio.store.config import load_config
+
+from ..recorder.conftest import (
+    START_MS,
+    Env,
+    assert_matches_truth,
+    read_candles,
+    recording,
+    write_config,
+)
+from .conftest import ChildProcess, nats_key, read_stream, stream_candles
+
+MARKET = {"interval": "1m", "trade_type": "usdt_perp", "num_candles": 50}
+
+
+def assert_stream_holds_files(candles: list[tuple[str, int]], config, symbols: list[str]) -> None:
+    """No candle twice in the stream, and every candle of the recorder's files is in it."""
+    assert len(candles) == len(set(candles)), "duplicates in the stream"
+    by_symbol: dict[str, set[int]] = defaultdict(set)
+    for symbol, open_ms in candles:
+        by_symbol[symbol].add(open_ms)
+    for symbol in symbols:
+        opens = read_candles(config, symbol)["candle_begin_time"].dt.epoch("ms").to_list()
+        lost = sorted(set(opens) - by_symbol[symbol])
+        assert not lost, f"{symbol}: {len(lost)} candles of the file not in the stream: {lost[:5]}"
+
+
+async def test_recorder_sigkilled_and_restarted_no_duplicates_nothing_missing(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    clock = ScaledWallClock(START_MS, 120.0, time.time())
+    base = tmp_path / "data"
+    with trio.fail_after(90):
+        async with open_simulator(SimConfig(market="um", symbols=12, seed=163), clock=clock) as sim:
+            write_config(
+                base,
+                **MARKET,
+                num_socket_listeners=2,
+                rest_url=sim.rest_url,
+                ws_url=sim.ws_url,
+                publish=False,
+                nats=nats_key(nats_server),
+            )
+            config = load_config(base)
+            args = ["run", str(base), "--clock", clock.spec()]
+            async with trio.open_nursery() as nursery:
+                first = ChildProcess(args)
+                await first.start(nursery)
+                await first.wait_for("all symbols ready")
+                await first.wait_for("update Runtime")
+                # kill in the middle of the next period's writes and publishes
+                await clock.sleep_until_ms(clock.now_ms() + 700)
+                first.kill()
+                assert await first.process.wait() == -signal.SIGKILL  # type: ignore[union-attr]
+                second = ChildProcess(args)
+                await second.start(nursery)
+                await second.wait_for("all symbols ready")
+                await second.wait_for("update Runtime")
+                await second.wait_for("all symbols ready")
+                stopped_ms = clock.now_ms()
+                assert await second.stop() == 0
+            symbols = sorted(p.stem for p in config.candle_dir.glob("*.pqt"))
+            assert len(symbols) >= 4, sorted(p.name for p in config.candle_dir.iterdir())
+            env = Env(sim=sim, clock=clock, base=base, config=config, handle=None)  # type: ignore[arg-type]
+            assert_matches_truth(
+                env, symbols, through_ms=config.interval.floor(stopped_ms) - 60_000
+            )
+    assert config.nats is not None
+    messages = await read_stream([nats_server.url], config.nats.stream, config.nats.subject_prefix)
+    candles = stream_candles(messages)
+    assert_stream_holds_files(candles, config, symbols)
+    # both recorders published: two epochs in the headers, one copy of each candle
+    epochs = {
+        m.headers["Bmac-Header"].split('"epoch":"')[1][:32]
+        for m in messages
+        if m.headers and "Bmac-Header" in m.headers
+    }
+    assert len(epochs) == 2
+
+
+async def test_nats_down_for_a_minute_recorder_keeps_writing_and_publishes_the_backlog(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    alerts: list[tuple[str, str]] = []
+    with trio.fail_after(60):
+        async with recording(
+            tmp_path,
+            SimConfig(market="um", symbols=5, seed=164),
+            speed=60.0,
+            publish=False,
+            nats=nats_key(nats_server),
+            **MARKET,
+        ) as env:
+            publisher = env.handle.nats
+            publisher.alert = lambda kind, text: alerts.append((kind, text))
+            done = len(await env.periods(2))
+            await publisher.wait_until(lambda p: p.backlog == 0)
+            await trio.to_thread.run_sync(nats_server.stop)  # SIGTERM by PID
+            # a simulated minute and more: the recorder completes periods on its own disk
+            await env.periods(done + 2)
+            await publisher.wait_until(lambda p: p.state == "down")
+            assert publisher.backlog > 0
+            assert [kind for kind, _ in alerts] == ["nats"]
+            assert "unreachable" in alerts[0][1]
+            await trio.to_thread.run_sync(nats_server.start)  # same port, same storage
+            await publisher.wait_until(lambda p: p.state == "connected" and p.backlog == 0)
+            assert "reachable again" in alerts[-1][1]
+            completed = list(env.handle.stats.completed)
+            symbols = sorted(env.handle.symbols)
+            assert_matches_truth(env, symbols, through_ms=completed[-1])
+            assert env.config.nats is not None
+            messages = await read_stream(
+                [nats_server.url], env.config.nats.stream, env.config.nats.subject_prefix
+            )
+    assert_stream_holds_files(stream_candles(messages), env.config, symbols)
+    periods = [m for m in messages if m.suffix == "period"]
+    ids = [m.headers["Nats-Msg-Id"] for m in periods if m.headers]
+    for run_time in completed:
+        assert f"period.{run_time}" in ids
