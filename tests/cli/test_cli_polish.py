@@ -13,6 +13,7 @@ import pytest
 
 from bmac_trio.binance.intervals import parse_interval
 from bmac_trio.binance.protocol import Candle, candles_to_frame
+from bmac_trio.cli import COMMANDS
 from bmac_trio.store.candles import CandleStore
 from bmac_trio.store.config import load_config
 
@@ -58,7 +59,8 @@ def test_help_lists_every_command_with_a_summary() -> None:
         for line in out.stdout.splitlines()
         if line.startswith("│ ") and not line.startswith("│ -")
     }
-    assert set(summaries) == {"run", "check", "status", "hourly", "demo", "sim"}
+    assert {"run", "check", "status", "hourly", "demo", "sim", "tail", "follow"} <= set(COMMANDS)
+    assert set(summaries) == set(COMMANDS)
     assert all(len(text) > 20 for text in summaries.values()), summaries
     # a command's own help still has its whole docstring (the exit statuses)
     assert "Exit status" in run_cli("status", "--help").stdout
