@@ -32,7 +32,7 @@ from bmac_trio.recorder.events import (
     SymbolsChanged,
 )
 from bmac_trio.recorder.history_progress import HistoryProgress
-from bmac_trio.recorder.period_reporter import PeriodReporter
+from bmac_trio.recorder.period_reporter import PeriodReporter, symbol_list
 from bmac_trio.recorder.roster import SymbolRoster
 from bmac_trio.recorder.stats import DispatcherStats
 from bmac_trio.recorder.writer import SymbolWriter
@@ -215,13 +215,13 @@ class Dispatcher:
                         "No symbol ready for runtime %s (maintenance? streams down?): "
                         "asking REST about %s first",
                         label,
-                        [f.symbol for f in fetches],
+                        symbol_list([f.symbol for f in fetches]),
                     )
                 elif fetches:
                     log.warning(
                         "Symbols not ready for runtime %s: %s, fetching over REST",
                         label,
-                        [f.symbol for f in fetches][:50],
+                        symbol_list([f.symbol for f in fetches]),
                     )
                     if self.metrics is not None:
                         self.metrics.late_symbols(len(fetches))

@@ -9,8 +9,8 @@ it prints one JSON object of counts on stdout:
 
 * ``reads``: files read; ``vanished``: gone between listing and reading (moved aside);
 * ``torn``: reads that raised (a partial or mixed file), a polars panic included (a
-  ``BaseException``: by path, polars may read two different files); ``schema``: readable files that break
-  the contract (schema, order, uniqueness, length);
+  ``BaseException``: by path, polars may read two different files); ``schema``: readable
+  files that break the contract (schema, order, uniqueness, length);
 * ``ready_checks`` / ``ready_violations``: ready files whose data file lacked their candle.
 """
 
