@@ -35,6 +35,7 @@ from bmac_trio.recorder.history_progress import HistoryProgress
 from bmac_trio.recorder.period_reporter import PeriodReporter, symbol_list
 from bmac_trio.recorder.roster import SymbolRoster
 from bmac_trio.recorder.stats import DispatcherStats
+from bmac_trio.recorder.write_failures import WriteFailures
 from bmac_trio.recorder.writer import SymbolWriter
 from bmac_trio.store.layout import run_time_label
 
@@ -124,6 +125,7 @@ class Dispatcher:
             on_written=self._on_written,
             on_failed=self._on_write_failed,
             on_finished=self._on_write_finished,
+            on_recreated=self._on_folder_recreated,
         )
         self.reporter = PeriodReporter(
             config=config,
@@ -140,6 +142,7 @@ class Dispatcher:
             bus=bus,
         )
         self.history = HistoryProgress(self.stats, lambda: self.on_change())
+        self.write_failures = WriteFailures(lambda kind, text: self.alert(kind, text), status)
         self.exginfo_lock = trio.Lock()
         self.roster = SymbolRoster(
             book=self.book,
@@ -200,6 +203,7 @@ class Dispatcher:
                     self.config.trade_type_name,
                     run_time_label(run_time, self.config.timezone),
                 )
+                self.write_failures.summary(run_time_label(run_time, self.config.timezone))
                 self._reports(self.book.on_period_start(run_time))
                 period = self.book.periods.get(run_time)
                 started = getattr(self.bus, "period_started", None)  # optional hook
@@ -331,6 +335,7 @@ class Dispatcher:
 
     def _on_written(self, symbol: str, last_open_ms: int) -> None:
         self.stats.writes += 1
+        self.write_failures.written(symbol)
         reports = self.book.on_written(symbol, last_open_ms)
         for report in reports:
             if report.is_complete and symbol in self.writer.stages:
@@ -341,20 +346,44 @@ class Dispatcher:
 
     def _on_write_failed(self, symbol: str, error: StorageError, retry_s: float) -> None:
         self.stats.write_errors += 1
-        log.error(
-            "write of %s failed (previous file intact), retrying in %.1f s: %s",
-            symbol,
-            retry_s,
-            error,
-        )
-        self.alert("disk", f"write of {symbol} failed, retrying: {error}")
-        if self.status is not None:
-            self.status.error(error)
+        self.write_failures.failed(symbol, error)
 
     def _on_write_finished(self, symbol: str) -> None:
-        if symbol in self.history.after_write:
+        # ready only once its file is on disk: not when its writes failed until a stop
+        if (
+            symbol in self.history.after_write
+            and symbol not in self.writer.failed
+            and symbol not in self.writer.dirty
+        ):
             self.history.done(symbol)
         self.roster.settle(symbol)
+
+    def _on_folder_recreated(self) -> None:
+        """The data folder was deleted and made again: rewrite every symbol's file from memory
+        (the frames hold each file's whole window: nothing needs fetching again)."""
+        lost = sorted(self.frames)
+        log.error(
+            "data folder %s was deleted under the recorder: recreated, rewriting %d files",
+            self.store.directory,
+            len(lost),
+        )
+        self.alert(
+            "disk",
+            f"data folder {self.store.directory} was deleted: recreated, "
+            f"rewriting {len(lost)} symbol files",
+        )
+        for name in lost:
+            self.writer.add(name, ())
+        self.writer.retry_now()
+        self._spawn(self._write_meta)
+
+    async def _write_meta(self) -> None:
+        try:
+            await trio.to_thread.run_sync(
+                self.store.write_meta, self.config.to_meta(), limiter=self.limiter
+            )
+        except StorageError as exc:
+            log.error("metadata write failed: %s", exc)
 
     async def _write_exginfo(self, frame: pl.DataFrame, run_time: int) -> None:
         async with self.exginfo_lock:
@@ -402,10 +431,18 @@ async def run_dispatcher(
             task_status.started()
             async for message in inbox:
                 dispatcher.handle(message)
+            dispatcher.writer.stop()
             with trio.move_on_after(FLUSH_GRACE_S, shield=True):
                 await dispatcher.writer.idle.wait()
                 try:
                     await trio.to_thread.run_sync(dispatcher.store.sync_directory)
                 except StorageError as exc:
                     log.error("%s", exc)
+            if dispatcher.writer.failed:
+                unwritten = sorted(dispatcher.writer.failed)
+                log.error(
+                    "stopped with the newest candles of %d symbols not on disk: %s",
+                    len(unwritten),
+                    symbol_list(unwritten),
+                )
             nursery.cancel_scope.cancel()

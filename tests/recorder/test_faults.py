@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import trio
@@ -143,3 +144,23 @@ async def test_rest_errors_and_slow_answers_are_retried(tmp_path: Path) -> None:
             done = await env.periods(2)
         assert env.sim.stats.faults["rest_error"] == 3
         assert_matches_truth(env, through_ms=done[-1])
+
+
+async def test_data_folder_deleted_under_the_recorder_is_recreated(tmp_path: Path) -> None:
+    # someone removes the candle folder while the recorder runs: it is recreated, every file
+    # rewritten (the recorder holds each file's window in memory), one alert
+    with trio.fail_after(30):
+        async with recording(tmp_path, SimConfig(market="um", symbols=8, seed=12), **UM) as env:
+            await env.history()
+            [first] = await env.periods(1)
+            alerts: list[tuple[str, str]] = []
+            assert env.handle.dispatcher is not None
+            env.handle.dispatcher.alert = lambda kind, text: alerts.append((kind, text))
+            folder = env.config.candle_dir
+            shutil.rmtree(folder)  # between two boundaries: no write under way
+            done = await env.periods(3)
+            assert done[-1] > first
+            assert_matches_truth(env, through_ms=done[-1])
+            assert (folder / "bmac_meta.json").exists()
+            assert [kind for kind, _ in alerts] == ["disk"], alerts
+            assert "recreated" in alerts[0][1]
