@@ -357,6 +357,16 @@ class Book:
             return fetches, None  # already complete: nothing new to report
         return fetches, self._report(run_time_ms, period)
 
+    def fetch_now(self, run_time_ms: int, symbols: Iterable[str]) -> list[Fetch]:
+        """Fetch the period's candle of ``symbols`` now, without waiting for the deadline
+        (symbols whose stream the exchange refuses: REST is their only source)."""
+        period = self.periods.get(run_time_ms)
+        if period is None:
+            return []
+        late = self._late(run_time_ms, period)
+        wanted = set(symbols)
+        return self._late_fetches(run_time_ms, [s for s in late if s in wanted])
+
     # --- internals -----------------------------------------------------------------------------
 
     def _late(self, run_time: int, period: _Period) -> list[str]:

@@ -29,6 +29,7 @@ from bmac_trio.recorder.events import (
     PeriodDeadline,
     PeriodStart,
     SetSymbols,
+    StreamsRefused,
     SymbolsChanged,
 )
 from bmac_trio.recorder.history_progress import HistoryProgress
@@ -143,6 +144,8 @@ class Dispatcher:
         )
         self.history = HistoryProgress(self.stats, lambda: self.on_change())
         self.write_failures = WriteFailures(lambda kind, text: self.alert(kind, text), status)
+        #: Symbols whose stream the exchange refuses: fetched over REST at each boundary.
+        self.rest_only: set[str] = set()
         self.exginfo_lock = trio.Lock()
         self.roster = SymbolRoster(
             book=self.book,
@@ -209,6 +212,7 @@ class Dispatcher:
                 started = getattr(self.bus, "period_started", None)  # optional hook
                 if started is not None and period is not None:
                     started(run_time, period.expected)
+                self._send_fetches(self.book.fetch_now(run_time, self.rest_only))
                 self.reporter.save_status()
             case PeriodDeadline(run_time_ms=run_time):
                 fetches, report = self.book.on_deadline(run_time)
@@ -241,6 +245,8 @@ class Dispatcher:
                     self.bus.symbols(self.roster.selected)
             case FundingRates(run_time_ms=run_time, frame=rates):
                 self._spawn(self._write_funding, rates, run_time)
+            case StreamsRefused(symbols=symbols):
+                self._on_streams_refused(symbols)
             case _:
                 raise TypeError(f"unexpected inbox message {message!r}")
 
@@ -292,6 +298,19 @@ class Dispatcher:
             for s in names
             if s in self.book.symbols
         }
+
+    def _on_streams_refused(self, symbols: frozenset[str]) -> None:
+        new = sorted(symbols - self.rest_only)
+        if not new:
+            return
+        self.rest_only.update(new)
+        self.alert(
+            "stream_refused",
+            f"the exchange refuses to stream {new}: their candles are fetched over REST at "
+            "each period boundary, every other symbol stays live",
+        )
+        if self.status is not None:
+            self.status.update(symbols_rest_only=tuple(sorted(self.rest_only)))
 
     def _forget_fetch(self, fetch: Fetch, update: Callable[[], list[Fetch] | None]) -> None:
         try:

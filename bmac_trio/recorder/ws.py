@@ -15,6 +15,12 @@ Each slot is supervised by :func:`_run_slot`. A connection is replaced when it
   unanswered probe does;
 * reaches ``max_age_s`` of exchange time (Binance cuts at 24 h).
 
+A stream the exchange refuses (the handshake answered HTTP 400 "Invalid stream name", or an
+error reply to SUBSCRIBE, e.g. a listing named ``BTC-USDT``) costs only its own symbol: the
+slot's streams are bisected with trial handshakes (about two per halving) until the refused
+ones are known; those symbols are left out of every connection and reported to the dispatcher
+(:class:`StreamsRefused`), which fetches their candles over REST; the others stay live.
+
 A replacement is opened and subscribed first, and only then is the old connection closed, so
 the two overlap; the book drops the duplicate candles. The reader is a thin parse-then-send
 loop (no disk I/O): only closed klines (``x: true``) are forwarded; a malformed frame is counted
@@ -32,17 +38,20 @@ from typing import TYPE_CHECKING
 
 import trio
 import trio_websocket
+from wsproto.utilities import LocalProtocolError
 
 from bmac_trio.binance.protocol import (
     ControlError,
+    ControlReply,
     KlineEvent,
     control_message,
     kline_stream_name,
     parse_ws_message,
     ws_path,
 )
-from bmac_trio.errors import RemoteProtocolError, WsDisconnected
-from bmac_trio.recorder.events import Inbox, Klines, SetSymbols
+from bmac_trio.errors import RemoteProtocolError, WsDisconnected, WsStreamsRefused
+from bmac_trio.recorder.events import Inbox, Klines, SetSymbols, StreamsRefused
+from bmac_trio.recorder.ws_handshake import ACCEPTED, handshake_status
 
 if TYPE_CHECKING:
     from bmac_trio.binance.intervals import Interval
@@ -53,6 +62,9 @@ if TYPE_CHECKING:
 __all__ = ["ListenerStats", "StreamPlan", "WsSettings", "run_ws_listeners"]
 
 log = logging.getLogger("bmac_trio.ws")
+
+#: What closing a connection that was open may raise (none of it matters once it is closed).
+_CLOSING_ERRORS = (OSError, trio_websocket.ConnectionClosed, LocalProtocolError)
 
 #: How Binance spells a kline that is not closed yet (compact JSON, as on the wire).
 _OPEN_KLINE = '"x":false'
@@ -137,6 +149,10 @@ class ListenerStats:
     klines: int = 0
     open_updates: int = 0
     subscribe_messages: int = 0
+    #: Symbols whose stream the exchange refused (recorded over REST instead).
+    refused: set[str] = field(default_factory=set)
+    #: Trial handshakes made to find them.
+    trial_connects: int = 0
 
 
 @dataclass(slots=True)
@@ -149,6 +165,10 @@ class _Conn:
     closed: trio.Event = field(default_factory=trio.Event)
     probe_sent: float | None = None
     next_id: int = 1
+    #: SUBSCRIBE requests awaiting their reply, by id.
+    subscribing: dict[int, list[str]] = field(default_factory=dict)
+    #: Streams of SUBSCRIBE requests the exchange answered with an error.
+    sub_refused: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -175,36 +195,70 @@ class _Listener:
         self.stats = stats
         self.metrics = metrics
         self.on_reconnect = on_reconnect
+        #: Streams the exchange has accepted (no trial handshake needed before opening).
+        self.proven: set[str] = set()
 
     def streams(self, symbols: Iterable[str]) -> set[str]:
-        return {kline_stream_name(sym, self.s.interval) for sym in symbols}
+        """The stream names of ``symbols``, less those the exchange refused."""
+        refused = self.stats.refused
+        return {kline_stream_name(sym, self.s.interval) for sym in symbols if sym not in refused}
 
     async def open(self, nursery: trio.Nursery, slot: _Slot, streams: set[str]) -> _Conn:
-        """Connect with ``streams`` in the URL; the server subscribes them at once."""
+        """Connect with ``streams`` in the URL; the server subscribes them at once.
+
+        Raises:
+            WsStreamsRefused: the handshake was answered 400 (a stream name refused).
+            WsDisconnected: any other failure to connect.
+        """
+        if not streams <= self.proven and not await self.accepts(streams):
+            # asked first: a refused handshake in trio-websocket leaks its socket
+            raise WsStreamsRefused(f"slot {slot.index}: streams refused")
         url = self.s.ws_url + ws_path(self.s.market, sorted(streams))
         try:
             with trio.fail_after(self.s.connect_timeout_s):
-                ws = await trio_websocket.connect_websocket_url(
-                    nursery,
-                    url,
-                    message_queue_size=64,
-                    max_message_size=2**22,
-                    receive_buffer_size=65_536,
-                )
+                conn: _Conn = await nursery.start(self.connection, slot, url, streams)
+        except trio_websocket.ConnectionRejected as exc:
+            if exc.status_code == 400:
+                raise WsStreamsRefused(f"slot {slot.index}: streams refused: {exc!r}") from exc
+            raise WsDisconnected(f"slot {slot.index}: connect failed: {exc!r}") from exc
         except (OSError, trio_websocket.HandshakeError, trio.TooSlowError) as exc:
             raise WsDisconnected(f"slot {slot.index}: connect failed: {exc!r}") from exc
-        conn = _Conn(
-            ws=ws,
-            streams=set(streams),
-            opened_ms=self.s.clock.now_ms(),
-            last_frame=trio.current_time(),
-        )
-        self.stats.connects += 1
-        self.stats.open += 1
-        if self.metrics is not None:
-            self.metrics.connections(self.stats.open)
-        nursery.start_soon(self.read, slot, conn)
         return conn
+
+    async def connection(
+        self,
+        slot: _Slot,
+        url: str,
+        streams: set[str],
+        *,
+        task_status: trio.TaskStatus[_Conn] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """One connection's life in its own nursery (a refused handshake raises to the opener,
+        not into the slot's nursery), read until it closes or its scope is cancelled."""
+        opened = False
+        try:
+            async with trio_websocket.open_websocket_url(
+                url, message_queue_size=64, max_message_size=2**22, receive_buffer_size=65_536
+            ) as ws:
+                conn = _Conn(
+                    ws=ws,
+                    streams=set(streams),
+                    opened_ms=self.s.clock.now_ms(),
+                    last_frame=trio.current_time(),
+                )
+                self.stats.connects += 1
+                self.stats.open += 1
+                if self.metrics is not None:
+                    self.metrics.connections(self.stats.open)
+                opened = True
+                self.proven.update(streams)
+                task_status.started(conn)
+                await self.read(slot, conn)
+        except _CLOSING_ERRORS as exc:
+            if not opened:
+                raise
+            # trio-websocket may answer a ping arriving while it closes (a wsproto error)
+            log.debug("slot %d: error while closing: %r", slot.index, exc)
 
     async def read(self, slot: _Slot, conn: _Conn) -> None:
         """Parse, then send: the whole job of a reader."""
@@ -241,10 +295,19 @@ class _Listener:
                                     received=conn.last_frame,
                                 )
                             )
+                    elif isinstance(event, ControlReply):
+                        if isinstance(event.id, int):
+                            conn.subscribing.pop(event.id, None)
                     elif isinstance(event, ControlError):
                         log.warning(
                             "slot %d: control error %s %s", slot.index, event.code, event.msg
                         )
+                        batch = conn.subscribing.pop(event.id, None)
+                        if isinstance(event.id, int) and batch is not None:
+                            # the whole request was refused: none of it is subscribed
+                            conn.streams.difference_update(batch)
+                            conn.sub_refused.update(batch)
+                            slot.poke()
         finally:
             conn.closed.set()
             self.stats.open -= 1
@@ -262,6 +325,8 @@ class _Listener:
             await conn.ws.send_message(control_message(method, conn.next_id, params))
         except (trio_websocket.ConnectionClosed, OSError) as exc:
             raise WsDisconnected(f"{method} failed: {exc!r}") from exc
+        if method == "SUBSCRIBE" and params:
+            conn.subscribing[conn.next_id] = list(params)
         conn.next_id += 1
         self.stats.subscribe_messages += 1
 
@@ -277,6 +342,57 @@ class _Listener:
                 else:
                     conn.streams.difference_update(ordered[i : i + 100])
                 await trio.sleep(gap_s)
+
+    async def accepts(self, streams: Iterable[str]) -> bool:
+        """Whether the exchange accepts a connection with ``streams`` (a trial handshake).
+
+        Raises:
+            WsDisconnected: the trial failed for another reason than a refusal.
+        """
+        url = self.s.ws_url + ws_path(self.s.market, sorted(streams))
+        self.stats.trial_connects += 1
+        try:
+            with trio.fail_after(self.s.connect_timeout_s):
+                status = await handshake_status(url)
+        except trio.TooSlowError as exc:
+            raise WsDisconnected(f"trial connect: no answer: {exc!r}") from exc
+        if status == 400:
+            return False
+        if status != ACCEPTED:
+            raise WsDisconnected(f"trial connect: HTTP {status}")
+        self.proven.update(streams)
+        return True
+
+    async def refused_among(self, streams: list[str]) -> list[str]:
+        """The refused streams among ``streams``, all of which together were refused."""
+        if len(streams) == 1:
+            return streams
+        half = len(streams) // 2
+        refused: list[str] = []
+        for part in (streams[:half], streams[half:]):
+            if not await self.accepts(part):
+                refused += await self.refused_among(part)
+        return refused
+
+    async def isolate(self, slot: _Slot, streams: set[str]) -> None:
+        """Find which of ``streams`` (refused together) the exchange refuses; leave their
+        symbols out of every connection and tell the dispatcher.
+
+        Raises:
+            WsDisconnected: no single stream is refused (a transient failure): back off.
+        """
+        names = {kline_stream_name(s, self.s.interval): s for s in slot.desired}
+        refused = await self.refused_among(sorted(streams))
+        symbols = frozenset(names[n] for n in refused if n in names)
+        if not symbols:
+            raise WsDisconnected(f"slot {slot.index}: refused, but every part was accepted")
+        self.stats.refused.update(symbols)
+        log.warning(
+            "slot %d: the exchange refuses to stream %s: recorded over REST instead",
+            slot.index,
+            sorted(symbols),
+        )
+        await self.inbox.send(StreamsRefused(symbols=symbols))
 
     def why_replace(self, conn: _Conn) -> str | None:
         if self.s.clock.now_ms() - conn.opened_ms >= self.s.max_age_s * 1000:
@@ -294,6 +410,18 @@ class _Listener:
             # the 24 h cut is routine; drops and silences are what an operator should hear of
             self.on_reconnect(f"WebSocket connection {slot.index} replaced ({why})")
         log.info("slot %d: replacing connection (%s)", slot.index, why)
+
+    async def isolated(self, slot: _Slot, streams: set[str], backoff: float) -> bool:
+        """:meth:`isolate`; True when it failed and the caller should back off (it waited)."""
+        if not streams:
+            return False
+        try:
+            await self.isolate(slot, streams)
+        except WsDisconnected as exc:
+            log.warning("%s; retrying in %.2f s", exc, backoff)
+            await trio.sleep(backoff)
+            return True
+        return False
 
     async def run_slot(
         self, slot: _Slot, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -321,6 +449,13 @@ class _Listener:
                 if conn is None:
                     try:
                         conn = await self.open(nursery, slot, streams)
+                    except WsStreamsRefused:
+                        if await self.isolated(slot, streams, backoff):
+                            backoff = min(backoff * 2, 5.0)
+                            if not started:  # as below: REST covers the meantime
+                                task_status.started()
+                                started = True
+                        continue
                     except WsDisconnected as exc:
                         log.warning("%s; retrying in %.2f s", exc, backoff)
                         if not started:
@@ -340,6 +475,10 @@ class _Listener:
                 if why is not None:
                     try:
                         new = await self.open(nursery, slot, streams)
+                    except WsStreamsRefused:
+                        if await self.isolated(slot, streams, backoff):
+                            backoff = min(backoff * 2, 5.0)
+                        continue
                     except WsDisconnected as exc:
                         log.warning("%s (replacing after %s)", exc, why)
                         await trio.sleep(backoff)
@@ -348,6 +487,11 @@ class _Listener:
                     self.replaced(slot, why)
                     conn.scope.cancel()
                     conn = new
+                    continue
+                if conn.sub_refused:
+                    batch, conn.sub_refused = conn.sub_refused, set()
+                    if await self.isolated(slot, batch & streams, backoff):
+                        backoff = min(backoff * 2, 5.0)
                     continue
                 try:
                     add, remove = streams - conn.streams, conn.streams - streams
