@@ -51,7 +51,12 @@ from bmac_trio.binance.protocol import (
 )
 from bmac_trio.errors import RemoteProtocolError, WsDisconnected, WsStreamsRefused
 from bmac_trio.recorder.events import Inbox, Klines, SetSymbols, StreamsRefused
-from bmac_trio.recorder.ws_handshake import ACCEPTED, handshake_status
+from bmac_trio.recorder.ws_handshake import (
+    ACCEPTED,
+    handshake_status,
+    host_and_resource,
+    open_ws_stream,
+)
 
 if TYPE_CHECKING:
     from bmac_trio.binance.intervals import Interval
@@ -68,6 +73,21 @@ _CLOSING_ERRORS = (OSError, trio_websocket.ConnectionClosed, LocalProtocolError)
 
 #: How Binance spells a kline that is not closed yet (compact JSON, as on the wire).
 _OPEN_KLINE = '"x":false'
+
+
+def _sole(group: BaseExceptionGroup) -> BaseException:
+    """The one exception that failed a handshake (the group holds nothing else), else the
+    group itself."""
+    leaves = list(_leaves(group))
+    return leaves[0] if len(leaves) == 1 else group
+
+
+def _leaves(exc: BaseException) -> Iterable[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            yield from _leaves(sub)
+    else:
+        yield exc
 
 
 def _stable_hash(symbol: str) -> int:
@@ -195,8 +215,6 @@ class _Listener:
         self.stats = stats
         self.metrics = metrics
         self.on_reconnect = on_reconnect
-        #: Streams the exchange has accepted (no trial handshake needed before opening).
-        self.proven: set[str] = set()
 
     def streams(self, symbols: Iterable[str]) -> set[str]:
         """The stream names of ``symbols``, less those the exchange refused."""
@@ -210,9 +228,6 @@ class _Listener:
             WsStreamsRefused: the handshake was answered 400 (a stream name refused).
             WsDisconnected: any other failure to connect.
         """
-        if not streams <= self.proven and not await self.accepts(streams):
-            # asked first: a refused handshake in trio-websocket leaks its socket
-            raise WsStreamsRefused(f"slot {slot.index}: streams refused")
         url = self.s.ws_url + ws_path(self.s.market, sorted(streams))
         try:
             with trio.fail_after(self.s.connect_timeout_s):
@@ -235,30 +250,43 @@ class _Listener:
     ) -> None:
         """One connection's life in its own nursery (a refused handshake raises to the opener,
         not into the slot's nursery), read until it closes or its scope is cancelled."""
+        stream = await open_ws_stream(url)
+        host, resource = host_and_resource(url)
         opened = False
-        try:
-            async with trio_websocket.open_websocket_url(
-                url, message_queue_size=64, max_message_size=2**22, receive_buffer_size=65_536
-            ) as ws:
-                conn = _Conn(
-                    ws=ws,
-                    streams=set(streams),
-                    opened_ms=self.s.clock.now_ms(),
-                    last_frame=trio.current_time(),
-                )
-                self.stats.connects += 1
-                self.stats.open += 1
-                if self.metrics is not None:
-                    self.metrics.connections(self.stats.open)
-                opened = True
-                self.proven.update(streams)
-                task_status.started(conn)
-                await self.read(slot, conn)
-        except _CLOSING_ERRORS as exc:
-            if not opened:
-                raise
-            # trio-websocket may answer a ping arriving while it closes (a wsproto error)
-            log.debug("slot %d: error while closing: %r", slot.index, exc)
+        async with stream:  # closed whatever happens (trio-websocket leaves a refused one open)
+            try:
+                async with trio.open_nursery() as own:
+                    ws = await trio_websocket.wrap_client_stream(
+                        own,
+                        stream,
+                        host,
+                        resource,
+                        message_queue_size=64,
+                        max_message_size=2**22,
+                        receive_buffer_size=65_536,
+                    )
+                    conn = _Conn(
+                        ws=ws,
+                        streams=set(streams),
+                        opened_ms=self.s.clock.now_ms(),
+                        last_frame=trio.current_time(),
+                    )
+                    self.stats.connects += 1
+                    self.stats.open += 1
+                    if self.metrics is not None:
+                        self.metrics.connections(self.stats.open)
+                    opened = True
+                    task_status.started(conn)
+                    await self.read(slot, conn)
+                    own.cancel_scope.cancel()  # its reader task
+            except BaseExceptionGroup as group:
+                if not opened:
+                    raise _sole(group) from None  # the handshake's failure, for open()
+                closing, other = group.split(_CLOSING_ERRORS)
+                if other is not None:
+                    raise
+                # trio-websocket may answer a ping arriving while it closes (a wsproto error)
+                log.debug("slot %d: error while closing: %r", slot.index, closing)
 
     async def read(self, slot: _Slot, conn: _Conn) -> None:
         """Parse, then send: the whole job of a reader."""
@@ -360,7 +388,6 @@ class _Listener:
             return False
         if status != ACCEPTED:
             raise WsDisconnected(f"trial connect: HTTP {status}")
-        self.proven.update(streams)
         return True
 
     async def refused_among(self, streams: list[str]) -> list[str]:

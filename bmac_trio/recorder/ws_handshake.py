@@ -1,9 +1,11 @@
-"""A trial WebSocket handshake: does the exchange accept a connection with these streams?
+"""WebSocket streams the listeners own, and a trial handshake over one.
 
 Binance answers a combined-stream URL naming a stream it refuses with HTTP 400 ("Invalid
-stream name"). trio-websocket raises :class:`~trio_websocket.ConnectionRejected` then but does
-not close the socket it opened (0.12), so the listeners ask here first, with wsproto's sans-IO
-handshake over a stream this function owns and always closes.
+stream name"), and with 5xx while it is down. trio-websocket raises
+:class:`~trio_websocket.ConnectionRejected` then but does not close the socket it opened (0.12):
+the listeners open the TCP/TLS stream themselves (:func:`open_ws_stream`) and always close it.
+To find which streams are refused they bisect with :func:`handshake_status`, a bare handshake
+(wsproto, sans-IO) that is closed as soon as it is answered.
 """
 
 from __future__ import annotations
@@ -17,10 +19,38 @@ from wsproto.events import AcceptConnection, RejectConnection, Request
 
 from bmac_trio.errors import WsDisconnected
 
-__all__ = ["handshake_status"]
+__all__ = ["ACCEPTED", "handshake_status", "host_and_resource", "open_ws_stream"]
 
 #: The status of an accepted WebSocket handshake (Switching Protocols).
 ACCEPTED = 101
+
+
+def host_and_resource(url: str) -> tuple[str, str]:
+    """The Host header (with a port unless the scheme's default) and the request target."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None and parts.port != (443 if parts.scheme == "wss" else 80):
+        host = f"{host}:{parts.port}"
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return host, target
+
+
+async def open_ws_stream(url: str) -> trio.SocketStream | trio.SSLStream[trio.SocketStream]:
+    """A TCP (``ws://``) or TLS (``wss://``) stream to the URL's host, owned by the caller.
+
+    Raises:
+        OSError: cannot connect.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "wss" else 80)
+    if parts.scheme == "wss":
+        return await trio.open_ssl_over_tcp_stream(
+            host, port, ssl_context=ssl.create_default_context(), https_compatible=True
+        )
+    return await trio.open_tcp_stream(host, port)
 
 
 async def handshake_status(url: str) -> int:
@@ -30,23 +60,12 @@ async def handshake_status(url: str) -> int:
     Raises:
         WsDisconnected: no answer (refused connection, closed, not HTTP).
     """
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "wss" else 80)
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
     try:
-        stream: trio.abc.Stream
-        if parts.scheme == "wss":
-            stream = await trio.open_ssl_over_tcp_stream(
-                host, port, ssl_context=ssl.create_default_context()
-            )
-        else:
-            stream = await trio.open_tcp_stream(host, port)
+        stream = await open_ws_stream(url)
         async with stream:
             client = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
-            await stream.send_all(client.send(Request(host=parts.netloc, target=target)))
+            host, target = host_and_resource(url)
+            await stream.send_all(client.send(Request(host=host, target=target)))
             while data := await stream.receive_some(65_536):
                 client.receive_data(data)
                 for event in client.events():
