@@ -69,7 +69,13 @@ __all__ = ["ListenerStats", "StreamPlan", "WsSettings", "run_ws_listeners"]
 log = logging.getLogger("bmac_trio.ws")
 
 #: What closing a connection that was open may raise (none of it matters once it is closed).
-_CLOSING_ERRORS = (OSError, trio_websocket.ConnectionClosed, LocalProtocolError)
+_CLOSING_ERRORS = (
+    OSError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    trio_websocket.ConnectionClosed,
+    LocalProtocolError,
+)
 
 #: How Binance spells a kline that is not closed yet (compact JSON, as on the wire).
 _OPEN_KLINE = '"x":false'
