@@ -15,10 +15,12 @@ Each slot is supervised by :func:`_run_slot`. A connection is replaced when it
   unanswered probe does;
 * reaches ``max_age_s`` of exchange time (Binance cuts at 24 h).
 
-A stream the exchange refuses (the handshake answered HTTP 400 "Invalid stream name", or an
-error reply to SUBSCRIBE, e.g. a listing named ``BTC-USDT``) costs only its own symbol: the
-slot's streams are bisected with trial handshakes (about two per halving) until the refused
-ones are known; those symbols are left out of every connection and reported to the dispatcher
+A stream the exchange refuses (e.g. a listing named ``BTC-USDT``) costs only its own symbol,
+however the refusal shows: a handshake answered HTTP 400 "Invalid stream name" (the slot's
+streams are bisected with trial handshakes, about two per halving), a stream named in the URL
+but missing from the LIST_SUBSCRIPTIONS sent right after opening (dropped silently), or an error
+reply to SUBSCRIBE (the request is sent again in halves until the one stream is known). Those
+symbols are left out of every connection and reported to the dispatcher
 (:class:`StreamsRefused`), which fetches their candles over REST; the others stay live.
 
 A replacement is opened and subscribed first, and only then is the old connection closed, so
@@ -193,8 +195,13 @@ class _Conn:
     next_id: int = 1
     #: SUBSCRIBE requests awaiting their reply, by id.
     subscribing: dict[int, list[str]] = field(default_factory=dict)
-    #: Streams of SUBSCRIBE requests the exchange answered with an error.
-    sub_refused: set[str] = field(default_factory=set)
+    #: SUBSCRIBE requests the exchange answered with an error (none of each is subscribed).
+    sub_refused: list[list[str]] = field(default_factory=list)
+    #: The LIST_SUBSCRIPTIONS sent right after opening, and the streams it is checked against.
+    check_id: int | None = None
+    check_streams: frozenset[str] = frozenset()
+    #: Streams the exchange dropped silently from the URL (absent from that list).
+    dropped: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -283,6 +290,12 @@ class _Listener:
                         self.metrics.connections(self.stats.open)
                     opened = True
                     task_status.started(conn)
+                    # a server may also drop a stream it refuses from the URL silently
+                    conn.check_id, conn.check_streams = conn.next_id, frozenset(conn.streams)
+                    try:
+                        await self.send_control(conn, "LIST_SUBSCRIPTIONS", None)
+                    except WsDisconnected:
+                        conn.check_id = None  # closed already: the reader returns at once
                     await self.read(slot, conn)
                     own.cancel_scope.cancel()  # its reader task
             except BaseExceptionGroup as group:
@@ -332,6 +345,13 @@ class _Listener:
                     elif isinstance(event, ControlReply):
                         if isinstance(event.id, int):
                             conn.subscribing.pop(event.id, None)
+                        if event.id == conn.check_id and isinstance(event.result, list):
+                            # streams named in the URL that the exchange did not subscribe
+                            conn.dropped = set(conn.check_streams - set(event.result))
+                            conn.check_id = None
+                            if conn.dropped:
+                                conn.streams.difference_update(conn.dropped)
+                                slot.poke()
                     elif isinstance(event, ControlError):
                         log.warning(
                             "slot %d: control error %s %s", slot.index, event.code, event.msg
@@ -340,7 +360,7 @@ class _Listener:
                         if isinstance(event.id, int) and batch is not None:
                             # the whole request was refused: none of it is subscribed
                             conn.streams.difference_update(batch)
-                            conn.sub_refused.update(batch)
+                            conn.sub_refused.append(batch)
                             slot.poke()
         finally:
             conn.closed.set()
@@ -414,11 +434,17 @@ class _Listener:
         Raises:
             WsDisconnected: no single stream is refused (a transient failure): back off.
         """
-        names = {kline_stream_name(s, self.s.interval): s for s in slot.desired}
         refused = await self.refused_among(sorted(streams))
-        symbols = frozenset(names[n] for n in refused if n in names)
-        if not symbols:
+        if not await self.refuse(slot, refused):
             raise WsDisconnected(f"slot {slot.index}: refused, but every part was accepted")
+
+    async def refuse(self, slot: _Slot, streams: Iterable[str]) -> bool:
+        """Leave the symbols of ``streams`` (refused by the exchange) out of every connection
+        and tell the dispatcher; whether there were any."""
+        names = {kline_stream_name(s, self.s.interval): s for s in slot.desired}
+        symbols = frozenset(names[n] for n in streams if n in names)
+        if not symbols:
+            return False
         self.stats.refused.update(symbols)
         log.warning(
             "slot %d: the exchange refuses to stream %s: recorded over REST instead",
@@ -426,6 +452,24 @@ class _Listener:
             sorted(symbols),
         )
         await self.inbox.send(StreamsRefused(symbols=symbols))
+        return True
+
+    async def split_refused(self, slot: _Slot, conn: _Conn, streams: set[str]) -> None:
+        """SUBSCRIBE requests refused as a whole: a single stream is the refused one, larger
+        requests are sent again in halves (the refused stream is found in log2(n) rounds)."""
+        batches, conn.sub_refused = conn.sub_refused, []
+        gap_s = self.s.clock.to_real(2.0 / self.s.market.max_client_messages_per_second)
+        for batch in batches:
+            wanted = [s for s in batch if s in streams]
+            if len(wanted) == 1:
+                await self.refuse(slot, wanted)
+                continue
+            half = len(wanted) // 2
+            for part in (wanted[:half], wanted[half:]):
+                if part:
+                    await self.send_control(conn, "SUBSCRIBE", part)
+                    conn.streams.update(part)
+                    await trio.sleep(gap_s)
 
     def why_replace(self, conn: _Conn) -> str | None:
         if self.s.clock.now_ms() - conn.opened_ms >= self.s.max_age_s * 1000:
@@ -521,10 +565,15 @@ class _Listener:
                     conn.scope.cancel()
                     conn = new
                     continue
+                if conn.dropped:
+                    dropped, conn.dropped = conn.dropped, set()
+                    await self.refuse(slot, dropped & streams)
+                    continue
                 if conn.sub_refused:
-                    batch, conn.sub_refused = conn.sub_refused, set()
-                    if await self.isolated(slot, batch & streams, backoff):
-                        backoff = min(backoff * 2, 5.0)
+                    try:
+                        await self.split_refused(slot, conn, streams)
+                    except WsDisconnected as exc:
+                        log.info("slot %d: %s", slot.index, exc)
                     continue
                 try:
                     add, remove = streams - conn.streams, conn.streams - streams
