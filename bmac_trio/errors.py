@@ -75,6 +75,11 @@ class WsDisconnected(TransportError):
     """A WebSocket connection closed, went silent, or reached its lifetime."""
 
 
+class WsStreamsRefused(WsDisconnected):
+    """The exchange refused a connection's stream names (HTTP 400 "Invalid stream name", or an
+    error reply to SUBSCRIBE): retrying the same streams will not help."""
+
+
 class BusUnavailable(TransportError):
     """The message bus (a NATS server, JetStream) could not be reached or refused a request."""
 

@@ -23,6 +23,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -125,18 +126,23 @@ class FundingRate:
 
 
 def kline_stream_name(symbol: str, interval: Interval | str) -> str:
-    """``<symbol lower-case>@kline_<interval>``."""
+    """``<symbol lower-case>@kline_<interval>``: ``币安人生USDT`` streams as ``币安人生usdt@…``
+    (only cased letters change; SUBSCRIBE and the combined wrapper carry it as is)."""
     return f"{symbol.lower()}@kline_{interval}"
 
 
 def ws_path(market: Market, streams: Sequence[str]) -> str:
-    """The combined-stream path to append to the WS base URL.
+    """The combined-stream path to append to the WS base URL (ASCII, a valid URL).
 
     ``/stream?streams=a/b`` (UM: ``/market/stream?...``); with no streams, ``/stream`` alone, to
-    which streams can be added with SUBSCRIBE.
+    which streams can be added with SUBSCRIBE. Non-ASCII stream names (Binance lists symbols
+    such as ``币安人生USDT`` since 2025) are percent-encoded as UTF-8: sent raw, they make the
+    HTTP handshake fail (an HTTP request line is ASCII).
     """
     path = f"{market.ws_route}/stream"
-    return f"{path}?streams={'/'.join(streams)}" if streams else path
+    if not streams:
+        return path
+    return f"{path}?streams={'/'.join(quote(s, safe='@_-.') for s in streams)}"
 
 
 def control_message(method: str, id: int | str, params: Sequence[object] | None = None) -> str:

@@ -2,7 +2,8 @@
 
 Every message is three byte strings ``[topic, header, body]``:
 
-- ``topic``: ASCII, so a ZeroMQ subscriber filters by prefix: ``candle.<SYMBOL>``, ``period``,
+- ``topic``: UTF-8 (ASCII but for symbols such as ``币安人生USDT``), so a ZeroMQ subscriber
+  filters by prefix: ``candle.<SYMBOL>``, ``period``,
   ``symbols``, ``heartbeat`` (and ``reply`` for answers of the request socket).
 - ``header``: a JSON object (:class:`Header`): schema version ``v``, the publisher's ``epoch``
   (new at every start), ``seq`` (one counter over all topics of the epoch, from 1),
@@ -212,22 +213,22 @@ class BusMessage:
 
     def frames(self) -> list[bytes]:
         """The three frames to send."""
-        return [self.topic.encode("ascii"), self.header.to_bytes(), self.body]
+        return [self.topic.encode(), self.header.to_bytes(), self.body]
 
 
 def decode(frames: Sequence[bytes | memoryview]) -> BusMessage:
     """Three received frames as a :class:`BusMessage` (body left encoded).
 
     Raises:
-        BusProtocolError: not three frames, a non-ASCII topic, or a bad header.
+        BusProtocolError: not three frames, a topic that is not UTF-8, or a bad header.
     """
     if len(frames) != 3:
         raise BusProtocolError(f"a bus message has 3 frames, got {len(frames)}")
     topic_raw, header_raw, body = (bytes(f) for f in frames)
     try:
-        topic = topic_raw.decode("ascii")
+        topic = topic_raw.decode()
     except UnicodeDecodeError:
-        raise BusProtocolError("topic is not ASCII") from None
+        raise BusProtocolError("topic is not UTF-8") from None
     return BusMessage(topic, Header.from_bytes(header_raw), body)
 
 

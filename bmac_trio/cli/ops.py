@@ -232,6 +232,8 @@ def _print_text(
             rows.append(("symbols", f"{text}: {_names(missing)}" if missing else text))
         else:
             rows.append(("last period", "none yet"))
+        if report.symbols_rest_only:
+            rows.append(("REST only", f"stream refused: {_names(report.symbols_rest_only)}"))
         limit = f"/{report.rest_weight_limit}" if report.rest_weight_limit else ""
         rows.append(
             (

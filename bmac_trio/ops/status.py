@@ -82,6 +82,8 @@ class StatusReport:
     periods_completed: int = 0
     symbols_ready: tuple[str, ...] = ()
     symbols_missing: tuple[str, ...] = ()
+    #: Symbols the exchange refuses to stream, recorded over REST instead.
+    symbols_rest_only: tuple[str, ...] = ()
     # the network
     connections_open: int = 0
     rest_weight_used: int = 0
@@ -114,7 +116,7 @@ class StatusReport:
             raise ValueError("status file does not hold a JSON object")
         names = {f.name for f in dataclasses.fields(cls)}
         kept = {k: v for k, v in data.items() if k in names}
-        for key in ("symbols_ready", "symbols_missing"):
+        for key in ("symbols_ready", "symbols_missing", "symbols_rest_only"):
             if key in kept:
                 kept[key] = tuple(kept[key])
         try:

@@ -284,10 +284,20 @@ class Book:
                 state.horizon = max(state.horizon or through_open_ms, through_open_ms)
         return self._after_probe(fetch)
 
-    def on_fetch_failed(self, fetch: Fetch) -> None:
-        """A fetch was given up; its range may be asked for again by a later gap or deadline."""
+    def on_fetch_failed(self, fetch: Fetch) -> list[Fetch]:
+        """A fetch was given up; its range may be asked for again by a later gap or deadline.
+
+        A deadline probe given up (its symbol refused, e.g. no longer tradable) no longer holds
+        the period's other late symbols back: they are returned to be fetched now.
+        """
         state = self._inflight_state(fetch)
         state.inflight = tuple(r for r in state.inflight if r != _range(fetch))
+        for run_time, period in self.periods.items():
+            if fetch in period.probes:
+                period.probes = frozenset()
+                late = [s for s in self._late(run_time, period) if s != fetch.symbol]
+                return self._late_fetches(run_time, late)
+        return []
 
     def on_written(self, symbol: str, last_open_ms: int) -> list[PeriodReport]:
         """The data file of ``symbol`` now holds candles up to ``last_open_ms`` on disk."""
@@ -356,6 +366,16 @@ class Book:
         if period.reported_complete:
             return fetches, None  # already complete: nothing new to report
         return fetches, self._report(run_time_ms, period)
+
+    def fetch_now(self, run_time_ms: int, symbols: Iterable[str]) -> list[Fetch]:
+        """Fetch the period's candle of ``symbols`` now, without waiting for the deadline
+        (symbols whose stream the exchange refuses: REST is their only source)."""
+        period = self.periods.get(run_time_ms)
+        if period is None:
+            return []
+        late = self._late(run_time_ms, period)
+        wanted = set(symbols)
+        return self._late_fetches(run_time_ms, [s for s in late if s in wanted])
 
     # --- internals -----------------------------------------------------------------------------
 

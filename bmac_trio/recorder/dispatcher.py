@@ -29,12 +29,14 @@ from bmac_trio.recorder.events import (
     PeriodDeadline,
     PeriodStart,
     SetSymbols,
+    StreamsRefused,
     SymbolsChanged,
 )
 from bmac_trio.recorder.history_progress import HistoryProgress
-from bmac_trio.recorder.period_reporter import PeriodReporter
+from bmac_trio.recorder.period_reporter import PeriodReporter, symbol_list
 from bmac_trio.recorder.roster import SymbolRoster
 from bmac_trio.recorder.stats import DispatcherStats
+from bmac_trio.recorder.write_failures import WriteFailures
 from bmac_trio.recorder.writer import SymbolWriter
 from bmac_trio.store.layout import run_time_label
 
@@ -124,6 +126,7 @@ class Dispatcher:
             on_written=self._on_written,
             on_failed=self._on_write_failed,
             on_finished=self._on_write_finished,
+            on_recreated=self._on_folder_recreated,
         )
         self.reporter = PeriodReporter(
             config=config,
@@ -140,6 +143,9 @@ class Dispatcher:
             bus=bus,
         )
         self.history = HistoryProgress(self.stats, lambda: self.on_change())
+        self.write_failures = WriteFailures(lambda kind, text: self.alert(kind, text), status)
+        #: Symbols whose stream the exchange refuses: fetched over REST at each boundary.
+        self.rest_only: set[str] = set()
         self.exginfo_lock = trio.Lock()
         self.roster = SymbolRoster(
             book=self.book,
@@ -200,11 +206,13 @@ class Dispatcher:
                     self.config.trade_type_name,
                     run_time_label(run_time, self.config.timezone),
                 )
+                self.write_failures.summary(run_time_label(run_time, self.config.timezone))
                 self._reports(self.book.on_period_start(run_time))
                 period = self.book.periods.get(run_time)
                 started = getattr(self.bus, "period_started", None)  # optional hook
                 if started is not None and period is not None:
                     started(run_time, period.expected)
+                self._send_fetches(self.book.fetch_now(run_time, self.rest_only))
                 self.reporter.save_status()
             case PeriodDeadline(run_time_ms=run_time):
                 fetches, report = self.book.on_deadline(run_time)
@@ -215,13 +223,13 @@ class Dispatcher:
                         "No symbol ready for runtime %s (maintenance? streams down?): "
                         "asking REST about %s first",
                         label,
-                        [f.symbol for f in fetches],
+                        symbol_list([f.symbol for f in fetches]),
                     )
                 elif fetches:
                     log.warning(
                         "Symbols not ready for runtime %s: %s, fetching over REST",
                         label,
-                        [f.symbol for f in fetches][:50],
+                        symbol_list([f.symbol for f in fetches]),
                     )
                     if self.metrics is not None:
                         self.metrics.late_symbols(len(fetches))
@@ -237,6 +245,8 @@ class Dispatcher:
                     self.bus.symbols(self.roster.selected)
             case FundingRates(run_time_ms=run_time, frame=rates):
                 self._spawn(self._write_funding, rates, run_time)
+            case StreamsRefused(symbols=symbols):
+                self._on_streams_refused(symbols)
             case _:
                 raise TypeError(f"unexpected inbox message {message!r}")
 
@@ -289,6 +299,19 @@ class Dispatcher:
             if s in self.book.symbols
         }
 
+    def _on_streams_refused(self, symbols: frozenset[str]) -> None:
+        new = sorted(symbols - self.rest_only)
+        if not new:
+            return
+        self.rest_only.update(new)
+        self.alert(
+            "stream_refused",
+            f"the exchange refuses to stream {new}: their candles are fetched over REST at "
+            "each period boundary, every other symbol stays live",
+        )
+        if self.status is not None:
+            self.status.update(symbols_rest_only=tuple(sorted(self.rest_only)))
+
     def _forget_fetch(self, fetch: Fetch, update: Callable[[], list[Fetch] | None]) -> None:
         try:
             released = update()
@@ -331,6 +354,7 @@ class Dispatcher:
 
     def _on_written(self, symbol: str, last_open_ms: int) -> None:
         self.stats.writes += 1
+        self.write_failures.written(symbol)
         reports = self.book.on_written(symbol, last_open_ms)
         for report in reports:
             if report.is_complete and symbol in self.writer.stages:
@@ -341,20 +365,44 @@ class Dispatcher:
 
     def _on_write_failed(self, symbol: str, error: StorageError, retry_s: float) -> None:
         self.stats.write_errors += 1
-        log.error(
-            "write of %s failed (previous file intact), retrying in %.1f s: %s",
-            symbol,
-            retry_s,
-            error,
-        )
-        self.alert("disk", f"write of {symbol} failed, retrying: {error}")
-        if self.status is not None:
-            self.status.error(error)
+        self.write_failures.failed(symbol, error)
 
     def _on_write_finished(self, symbol: str) -> None:
-        if symbol in self.history.after_write:
+        # ready only once its file is on disk: not when its writes failed until a stop
+        if (
+            symbol in self.history.after_write
+            and symbol not in self.writer.failed
+            and symbol not in self.writer.dirty
+        ):
             self.history.done(symbol)
         self.roster.settle(symbol)
+
+    def _on_folder_recreated(self) -> None:
+        """The data folder was deleted and made again: rewrite every symbol's file from memory
+        (the frames hold each file's whole window: nothing needs fetching again)."""
+        lost = sorted(self.frames)
+        log.error(
+            "data folder %s was deleted under the recorder: recreated, rewriting %d files",
+            self.store.directory,
+            len(lost),
+        )
+        self.alert(
+            "disk",
+            f"data folder {self.store.directory} was deleted: recreated, "
+            f"rewriting {len(lost)} symbol files",
+        )
+        for name in lost:
+            self.writer.add(name, ())
+        self.writer.retry_now()
+        self._spawn(self._write_meta)
+
+    async def _write_meta(self) -> None:
+        try:
+            await trio.to_thread.run_sync(
+                self.store.write_meta, self.config.to_meta(), limiter=self.limiter
+            )
+        except StorageError as exc:
+            log.error("metadata write failed: %s", exc)
 
     async def _write_exginfo(self, frame: pl.DataFrame, run_time: int) -> None:
         async with self.exginfo_lock:
@@ -402,10 +450,18 @@ async def run_dispatcher(
             task_status.started()
             async for message in inbox:
                 dispatcher.handle(message)
+            dispatcher.writer.stop()
             with trio.move_on_after(FLUSH_GRACE_S, shield=True):
                 await dispatcher.writer.idle.wait()
                 try:
                     await trio.to_thread.run_sync(dispatcher.store.sync_directory)
                 except StorageError as exc:
                     log.error("%s", exc)
+            if dispatcher.writer.failed:
+                unwritten = sorted(dispatcher.writer.failed)
+                log.error(
+                    "stopped with the newest candles of %d symbols not on disk: %s",
+                    len(unwritten),
+                    symbol_list(unwritten),
+                )
             nursery.cancel_scope.cancel()

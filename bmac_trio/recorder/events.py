@@ -33,6 +33,7 @@ __all__ = [
     "PeriodStart",
     "SetSymbols",
     "Source",
+    "StreamsRefused",
     "SymbolsChanged",
 ]
 
@@ -136,6 +137,21 @@ class FundingRates:
     frame: Any = field(compare=False)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamsRefused:
+    """The exchange refuses to stream these symbols (listeners → dispatcher): each period's
+    candle of theirs is fetched over REST at the boundary instead."""
+
+    symbols: frozenset[str]
+
+
 Inbox = (
-    Klines | FetchDone | FetchFailed | PeriodStart | PeriodDeadline | SymbolsChanged | FundingRates
+    Klines
+    | FetchDone
+    | FetchFailed
+    | PeriodStart
+    | PeriodDeadline
+    | SymbolsChanged
+    | FundingRates
+    | StreamsRefused
 )

@@ -4,13 +4,17 @@ Logs are in BMAC's words ("n/m symbols ready", "all symbols ready", "Last update
 each period's lag: from the arrival of the period's last closing kline to the period complete
 on disk. The manifest is written when a period completes, or at its deadline with the missing
 symbols (rewritten when late symbols complete it); the newest report of a period wins.
+
+On recovery every late symbol that lands re-reports its period: the "n/m symbols ready" progress
+is logged at most once a second (BMAC's cadence), and long symbol lists end with a visible
+``… (+N more)`` instead of being cut silently.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -28,12 +32,23 @@ if TYPE_CHECKING:
     from bmac_trio.store.candles import CandleStore
     from bmac_trio.store.config import Config
 
-__all__ = ["PeriodReporter"]
+__all__ = ["PeriodReporter", "symbol_list"]
 
 log = logging.getLogger("bmac_trio.dispatcher")
 
 #: Exchange ms for which a period reported missing at its deadline is remembered.
 _REMEMBER_MISSING_MS = 10**8
+#: Real seconds between two progress lines of a period still incomplete.
+PROGRESS_EVERY_S = 1.0
+#: Symbols named in a log line or alert before the list is cut.
+LIST_LIMIT = 30
+
+
+def symbol_list(symbols: Sequence[str], limit: int = LIST_LIMIT) -> str:
+    """``['A', 'B', …]`` with at most ``limit`` names, saying how many were left out."""
+    shown = repr(list(symbols[:limit]))
+    cut = len(symbols) - limit
+    return f"{shown} … (+{cut} more)" if cut > 0 else shown
 
 
 class PeriodReporter:
@@ -87,6 +102,8 @@ class PeriodReporter:
         self.manifests: dict[int, tuple[PeriodReport, float | None]] = {}
         #: Periods already reported (and alerted) as missing symbols at their deadline.
         self.reported_missing: set[int] = set()
+        #: When the last progress line of an incomplete period was logged (trio seconds).
+        self._progress_logged = float("-inf")
 
     def report(self, reports: list[PeriodReport]) -> None:
         """Log, alert, count and schedule the manifest of each report."""
@@ -147,14 +164,17 @@ class PeriodReporter:
     def _incomplete(self, report: PeriodReport, label: str) -> None:
         first_at_deadline = report.run_time_ms not in self.reported_missing
         total = len(report.complete) + len(report.missing)
-        log.log(
-            logging.WARNING if first_at_deadline else logging.INFO,
-            "%s, %d/%d symbols ready, missing %s",
-            label,
-            len(report.complete),
-            total,
-            list(report.missing[:30]),
-        )
+        now = trio.current_time()
+        if first_at_deadline or now - self._progress_logged >= PROGRESS_EVERY_S:
+            self._progress_logged = now
+            log.log(
+                logging.WARNING if first_at_deadline else logging.INFO,
+                "%s, %d/%d symbols ready, missing %s",
+                label,
+                len(report.complete),
+                total,
+                symbol_list(report.missing),
+            )
         if first_at_deadline:
             self.reported_missing = {
                 r for r in self.reported_missing if r > report.run_time_ms - _REMEMBER_MISSING_MS
@@ -162,7 +182,7 @@ class PeriodReporter:
             self.alert(
                 "symbols_missing",
                 f"{label}: {len(report.missing)} symbols missing at the deadline: "
-                f"{list(report.missing[:30])}",
+                f"{symbol_list(report.missing)}",
             )
 
     async def _write_manifest(self, run_time: int) -> None:

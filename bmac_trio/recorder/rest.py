@@ -54,9 +54,11 @@ T = TypeVar("T")
 NOT_TRADABLE_CODES = frozenset({-1121, -1122})
 #: Klines bodies at least this long are parsed in a worker thread.
 PARSE_IN_THREAD_BYTES = 16_384
-#: Backoff for 5xx / connection errors, real seconds.
+#: Backoff for 5xx / connection errors, exchange seconds.
 BACKOFF_START_S = 0.2
 BACKOFF_MAX_S = 5.0
+#: Fetches retried until they succeed: the candles a period or a file lacks.
+UNTIL_DONE = frozenset({"deadline", "gap"})
 
 
 def _retryable(exc: RestUnavailable) -> bool:
@@ -197,8 +199,10 @@ async def retrying(
     """Run ``call`` until it succeeds, retrying only :class:`RateLimited` and transient errors.
 
     RateLimited waits Retry-After (exchange seconds, as the server counts them); 5xx, timeouts
-    and connection errors back off exponentially (real seconds). Any other
-    :class:`RestUnavailable` (a 4xx such as -1121) is raised at once.
+    and connection errors back off exponentially, up to :data:`BACKOFF_MAX_S` exchange seconds
+    (an outage is the exchange's: against an accelerated simulator, the retries keep pace
+    with its clock). Any other :class:`RestUnavailable` (a 4xx such as -1121) is raised at
+    once; ``attempts=None`` retries the transient errors for as long as it takes.
 
     Raises:
         RestUnavailable: not retryable, or ``attempts`` exhausted.
@@ -224,7 +228,7 @@ async def retrying(
                     raise RestUnavailable(f"{what}: malformed answer: {exc}") from exc
                 raise
             log.warning("%s: %s; retrying in %.1f s", what, exc, backoff)
-            await trio.sleep(backoff)
+            await trio.sleep(clock.to_real(backoff))
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
 
@@ -241,7 +245,10 @@ async def run_rest_fetcher(
 
     Each fetch is split by ``_planner.plan_klines`` into weight-optimal requests; only closed
     candles (at the clock's now) are sent on. It ends with :class:`FetchDone` or, when the
-    symbol is not tradable or retries ran out, :class:`FetchFailed`.
+    symbol is not tradable or retries ran out, :class:`FetchFailed`. Retries never run out
+    for the candles a period or a file lacks (``deadline`` and ``gap`` fetches): while the
+    exchange is down they go on backing off (the weight budget still gates each one), so a
+    missed period completes within seconds of its return, not a period later.
 
     Channels:
         receives on ``fetches`` (a clone per worker); sends on ``inbox``, which it closes.
@@ -263,8 +270,9 @@ async def run_rest_fetcher(
                     plan = plan_klines(
                         rest.market, interval, first_open_ms=fetch.first_open_ms, last_open_ms=last
                     )
+                    tries = None if fetch.reason in UNTIL_DONE else attempts
                     for request in plan:
-                        await _fetch_page(fetch, request, inbox, rest, clock, attempts, on_ban)
+                        await _fetch_page(fetch, request, inbox, rest, clock, tries, on_ban)
                         spent += request.weight
             except RestUnavailable as exc:
                 level = logging.INFO if exc.code in NOT_TRADABLE_CODES else logging.WARNING
@@ -281,7 +289,7 @@ async def _fetch_page(
     inbox: trio.MemorySendChannel[Inbox],
     rest: RestClient,
     clock: Clock,
-    attempts: int,
+    attempts: int | None,
     on_ban: Callable[[str], None] | None,
 ) -> None:
     async def call() -> list[Candle]:

@@ -6,7 +6,10 @@ on its event loop, about 50 symbols a second, bug 3). Writes go through
 ``trio.to_thread.run_sync`` with a small :class:`trio.CapacityLimiter`: one write at a time per
 symbol, several symbols in parallel. Candles that arrive while a symbol's write runs are merged
 and written once more afterwards (coalesced). A failed write (disk full, read-only) keeps the
-candles in memory and is tried again, backing off, until the disk takes it.
+candles in memory and is tried again, backing off, until the disk takes it, or until
+:meth:`SymbolWriter.stop`: then each failing symbol gets one last attempt and is given up, so a
+stop never waits for a disk that keeps refusing. A data folder deleted under the recorder is
+created again by the first write that meets its absence.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class SymbolWriter:
         on_written: ``(symbol, newest open ms)`` once a write has landed.
         on_failed: ``(symbol, error, retry seconds)`` when a write failed.
         on_finished: ``(symbol)`` when a symbol has nothing left to write.
+        on_recreated: ``()`` when a write found the data folder deleted and created it again
+            (every other file is gone too).
     """
 
     def __init__(
@@ -62,6 +67,7 @@ class SymbolWriter:
         on_written: Callable[[str, int], None],
         on_failed: Callable[[str, StorageError, float], None],
         on_finished: Callable[[str], None],
+        on_recreated: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.interval = interval
@@ -70,6 +76,7 @@ class SymbolWriter:
         self._on_written = on_written
         self._on_failed = on_failed
         self._on_finished = on_finished
+        self._on_recreated = on_recreated
         self.frames: dict[str, pl.DataFrame] = {}
         #: Candles received but not merged yet (the symbol's writer merges them).
         self.pending: dict[str, list[Candle]] = {}
@@ -88,6 +95,12 @@ class SymbolWriter:
         #: inbox, queued (waiting for a worker thread), merge, encode, fsync, rename,
         #: ready, loop (back on the event loop).
         self.stages: dict[str, dict[str, float]] = {}
+        #: Symbols whose newest write attempt failed (their newest candles are not on disk).
+        self.failed: set[str] = set()
+        #: Set by :meth:`stop`: no more retries after the next attempt.
+        self.stopping = False
+        #: Set (then replaced) to cut the backoff of the failed writes short.
+        self._wake = trio.Event()
 
     def lock(self, symbol: str) -> trio.Lock:
         """The lock held while ``symbol``'s file is written or moved."""
@@ -116,6 +129,16 @@ class SymbolWriter:
             self.idle = trio.Event()
             self._spawn(self._write_while_dirty, symbol)
 
+    def stop(self) -> None:
+        """Shutting down: failing writes get one last attempt now, then are given up."""
+        self.stopping = True
+        self.retry_now()
+
+    def retry_now(self) -> None:
+        """The disk may take writes again (a folder recreated): retry failed writes now."""
+        self._wake.set()
+        self._wake = trio.Event()
+
     def forget(self, symbol: str) -> None:
         """Drop ``symbol``'s frame (it is no longer recorded and nothing of it is due)."""
         self.frames.pop(symbol, None)
@@ -125,10 +148,11 @@ class SymbolWriter:
 
     def _merge_and_write(
         self, symbol: str, old: pl.DataFrame | None, candles: list[Candle], stages: WriteStages
-    ) -> tuple[pl.DataFrame, int, StorageError | None]:
+    ) -> tuple[pl.DataFrame, int, StorageError | None, bool]:
         """In a worker thread: merge the new candles, write the file and its ready file.
 
-        Returns the merged frame even when the write failed (kept for the next attempt).
+        Returns the merged frame even when the write failed (kept for the next attempt), and
+        whether the data folder had vanished and was created again (then written once more).
         """
         stages.mark("queued")
         frame = old
@@ -140,11 +164,19 @@ class SymbolWriter:
         assert frame is not None
         last_open = int(frame["candle_begin_time"].dt.epoch("ms")[-1])
         stages.mark("merge")
+        recreated = False
         try:
-            self.store.write(symbol, frame, self.interval.end(last_open), stages=stages)
+            try:
+                self.store.write(symbol, frame, self.interval.end(last_open), stages=stages)
+            except StorageError as exc:
+                if not isinstance(exc.__cause__, FileNotFoundError):
+                    raise
+                # the folder itself was deleted under us (not a full disk): make it again
+                recreated = self.store.recreate_directory()
+                self.store.write(symbol, frame, self.interval.end(last_open), stages=stages)
         except StorageError as exc:
-            return frame, last_open, exc
-        return frame, last_open, None
+            return frame, last_open, exc, recreated
+        return frame, last_open, None, recreated
 
     async def _write_while_dirty(self, symbol: str) -> None:
         retry_s = WRITE_RETRY_S
@@ -159,19 +191,26 @@ class SymbolWriter:
                         return
                     stages = WriteStages()
                     stages.marks[0] = ("handed", handed)
-                    frame, last_open, error = await trio.to_thread.run_sync(
+                    frame, last_open, error, recreated = await trio.to_thread.run_sync(
                         self._merge_and_write, symbol, old, candles, stages, limiter=self.limiter
                     )
                     stages.mark("loop")
                     self.frames[symbol] = frame
+                    if recreated:
+                        self._on_recreated()
                     if error is not None:
                         # the candles stay in memory and the write is tried again until the
                         # disk takes it (the next candle would otherwise be the only retry)
+                        self.failed.add(symbol)
                         self._on_failed(symbol, error, retry_s)
                         self.dirty.add(symbol)
-                        await trio.sleep(retry_s)
+                        if self.stopping:
+                            return  # its last attempt: the stop does not wait for the disk
+                        with trio.move_on_after(retry_s):
+                            await self._wake.wait()
                         retry_s = min(retry_s * 2, WRITE_RETRY_MAX_S)
                         continue
+                    self.failed.discard(symbol)
                     self.last_updated = symbol
                     self.stages[symbol] = {"inbox": inbox, **stages.durations()}
                     self._on_written(symbol, last_open)

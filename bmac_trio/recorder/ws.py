@@ -15,6 +15,14 @@ Each slot is supervised by :func:`_run_slot`. A connection is replaced when it
   unanswered probe does;
 * reaches ``max_age_s`` of exchange time (Binance cuts at 24 h).
 
+A stream the exchange refuses (e.g. a listing named ``BTC-USDT``) costs only its own symbol,
+however the refusal shows: a handshake answered HTTP 400 "Invalid stream name" (the slot's
+streams are bisected with trial handshakes, about two per halving), a stream named in the URL
+but missing from the LIST_SUBSCRIPTIONS sent right after opening (dropped silently), or an error
+reply to SUBSCRIBE (the request is sent again in halves until the one stream is known). Those
+symbols are left out of every connection and reported to the dispatcher
+(:class:`StreamsRefused`), which fetches their candles over REST; the others stay live.
+
 A replacement is opened and subscribed first, and only then is the old connection closed, so
 the two overlap; the book drops the duplicate candles. The reader is a thin parse-then-send
 loop (no disk I/O): only closed klines (``x: true``) are forwarded; a malformed frame is counted
@@ -32,17 +40,25 @@ from typing import TYPE_CHECKING
 
 import trio
 import trio_websocket
+from wsproto.utilities import LocalProtocolError
 
 from bmac_trio.binance.protocol import (
     ControlError,
+    ControlReply,
     KlineEvent,
     control_message,
     kline_stream_name,
     parse_ws_message,
     ws_path,
 )
-from bmac_trio.errors import RemoteProtocolError, WsDisconnected
-from bmac_trio.recorder.events import Inbox, Klines, SetSymbols
+from bmac_trio.errors import RemoteProtocolError, WsDisconnected, WsStreamsRefused
+from bmac_trio.recorder.events import Inbox, Klines, SetSymbols, StreamsRefused
+from bmac_trio.recorder.ws_handshake import (
+    ACCEPTED,
+    handshake_status,
+    host_and_resource,
+    open_ws_stream,
+)
 
 if TYPE_CHECKING:
     from bmac_trio.binance.intervals import Interval
@@ -54,8 +70,32 @@ __all__ = ["ListenerStats", "StreamPlan", "WsSettings", "run_ws_listeners"]
 
 log = logging.getLogger("bmac_trio.ws")
 
+#: What closing a connection that was open may raise (none of it matters once it is closed).
+_CLOSING_ERRORS = (
+    OSError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    trio_websocket.ConnectionClosed,
+    LocalProtocolError,
+)
+
 #: How Binance spells a kline that is not closed yet (compact JSON, as on the wire).
 _OPEN_KLINE = '"x":false'
+
+
+def _sole(group: BaseExceptionGroup) -> BaseException:
+    """The one exception that failed a handshake (the group holds nothing else), else the
+    group itself."""
+    leaves = list(_leaves(group))
+    return leaves[0] if len(leaves) == 1 else group
+
+
+def _leaves(exc: BaseException) -> Iterable[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            yield from _leaves(sub)
+    else:
+        yield exc
 
 
 def _stable_hash(symbol: str) -> int:
@@ -137,6 +177,10 @@ class ListenerStats:
     klines: int = 0
     open_updates: int = 0
     subscribe_messages: int = 0
+    #: Symbols whose stream the exchange refused (recorded over REST instead).
+    refused: set[str] = field(default_factory=set)
+    #: Trial handshakes made to find them.
+    trial_connects: int = 0
 
 
 @dataclass(slots=True)
@@ -149,6 +193,15 @@ class _Conn:
     closed: trio.Event = field(default_factory=trio.Event)
     probe_sent: float | None = None
     next_id: int = 1
+    #: SUBSCRIBE requests awaiting their reply, by id.
+    subscribing: dict[int, list[str]] = field(default_factory=dict)
+    #: SUBSCRIBE requests the exchange answered with an error (none of each is subscribed).
+    sub_refused: list[list[str]] = field(default_factory=list)
+    #: The LIST_SUBSCRIPTIONS sent right after opening, and the streams it is checked against.
+    check_id: int | None = None
+    check_streams: frozenset[str] = frozenset()
+    #: Streams the exchange dropped silently from the URL (absent from that list).
+    dropped: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -177,34 +230,82 @@ class _Listener:
         self.on_reconnect = on_reconnect
 
     def streams(self, symbols: Iterable[str]) -> set[str]:
-        return {kline_stream_name(sym, self.s.interval) for sym in symbols}
+        """The stream names of ``symbols``, less those the exchange refused."""
+        refused = self.stats.refused
+        return {kline_stream_name(sym, self.s.interval) for sym in symbols if sym not in refused}
 
     async def open(self, nursery: trio.Nursery, slot: _Slot, streams: set[str]) -> _Conn:
-        """Connect with ``streams`` in the URL; the server subscribes them at once."""
+        """Connect with ``streams`` in the URL; the server subscribes them at once.
+
+        Raises:
+            WsStreamsRefused: the handshake was answered 400 (a stream name refused).
+            WsDisconnected: any other failure to connect.
+        """
         url = self.s.ws_url + ws_path(self.s.market, sorted(streams))
         try:
             with trio.fail_after(self.s.connect_timeout_s):
-                ws = await trio_websocket.connect_websocket_url(
-                    nursery,
-                    url,
-                    message_queue_size=64,
-                    max_message_size=2**22,
-                    receive_buffer_size=65_536,
-                )
+                conn: _Conn = await nursery.start(self.connection, slot, url, streams)
+        except trio_websocket.ConnectionRejected as exc:
+            if exc.status_code == 400:
+                raise WsStreamsRefused(f"slot {slot.index}: streams refused: {exc!r}") from exc
+            raise WsDisconnected(f"slot {slot.index}: connect failed: {exc!r}") from exc
         except (OSError, trio_websocket.HandshakeError, trio.TooSlowError) as exc:
             raise WsDisconnected(f"slot {slot.index}: connect failed: {exc!r}") from exc
-        conn = _Conn(
-            ws=ws,
-            streams=set(streams),
-            opened_ms=self.s.clock.now_ms(),
-            last_frame=trio.current_time(),
-        )
-        self.stats.connects += 1
-        self.stats.open += 1
-        if self.metrics is not None:
-            self.metrics.connections(self.stats.open)
-        nursery.start_soon(self.read, slot, conn)
         return conn
+
+    async def connection(
+        self,
+        slot: _Slot,
+        url: str,
+        streams: set[str],
+        *,
+        task_status: trio.TaskStatus[_Conn] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """One connection's life in its own nursery (a refused handshake raises to the opener,
+        not into the slot's nursery), read until it closes or its scope is cancelled."""
+        stream = await open_ws_stream(url)
+        host, resource = host_and_resource(url)
+        opened = False
+        async with stream:  # closed whatever happens (trio-websocket leaves a refused one open)
+            try:
+                async with trio.open_nursery() as own:
+                    ws = await trio_websocket.wrap_client_stream(
+                        own,
+                        stream,
+                        host,
+                        resource,
+                        message_queue_size=64,
+                        max_message_size=2**22,
+                        receive_buffer_size=65_536,
+                    )
+                    conn = _Conn(
+                        ws=ws,
+                        streams=set(streams),
+                        opened_ms=self.s.clock.now_ms(),
+                        last_frame=trio.current_time(),
+                    )
+                    self.stats.connects += 1
+                    self.stats.open += 1
+                    if self.metrics is not None:
+                        self.metrics.connections(self.stats.open)
+                    opened = True
+                    task_status.started(conn)
+                    # a server may also drop a stream it refuses from the URL silently
+                    conn.check_id, conn.check_streams = conn.next_id, frozenset(conn.streams)
+                    try:
+                        await self.send_control(conn, "LIST_SUBSCRIPTIONS", None)
+                    except WsDisconnected:
+                        conn.check_id = None  # closed already: the reader returns at once
+                    await self.read(slot, conn)
+                    own.cancel_scope.cancel()  # its reader task
+            except BaseExceptionGroup as group:
+                if not opened:
+                    raise _sole(group) from None  # the handshake's failure, for open()
+                closing, other = group.split(_CLOSING_ERRORS)
+                if other is not None:
+                    raise
+                # trio-websocket may answer a ping arriving while it closes (a wsproto error)
+                log.debug("slot %d: error while closing: %r", slot.index, closing)
 
     async def read(self, slot: _Slot, conn: _Conn) -> None:
         """Parse, then send: the whole job of a reader."""
@@ -241,10 +342,26 @@ class _Listener:
                                     received=conn.last_frame,
                                 )
                             )
+                    elif isinstance(event, ControlReply):
+                        if isinstance(event.id, int):
+                            conn.subscribing.pop(event.id, None)
+                        if event.id == conn.check_id and isinstance(event.result, list):
+                            # streams named in the URL that the exchange did not subscribe
+                            conn.dropped = set(conn.check_streams - set(event.result))
+                            conn.check_id = None
+                            if conn.dropped:
+                                conn.streams.difference_update(conn.dropped)
+                                slot.poke()
                     elif isinstance(event, ControlError):
                         log.warning(
                             "slot %d: control error %s %s", slot.index, event.code, event.msg
                         )
+                        batch = conn.subscribing.pop(event.id, None)
+                        if isinstance(event.id, int) and batch is not None:
+                            # the whole request was refused: none of it is subscribed
+                            conn.streams.difference_update(batch)
+                            conn.sub_refused.append(batch)
+                            slot.poke()
         finally:
             conn.closed.set()
             self.stats.open -= 1
@@ -262,6 +379,8 @@ class _Listener:
             await conn.ws.send_message(control_message(method, conn.next_id, params))
         except (trio_websocket.ConnectionClosed, OSError) as exc:
             raise WsDisconnected(f"{method} failed: {exc!r}") from exc
+        if method == "SUBSCRIBE" and params:
+            conn.subscribing[conn.next_id] = list(params)
         conn.next_id += 1
         self.stats.subscribe_messages += 1
 
@@ -277,6 +396,80 @@ class _Listener:
                 else:
                     conn.streams.difference_update(ordered[i : i + 100])
                 await trio.sleep(gap_s)
+
+    async def accepts(self, streams: Iterable[str]) -> bool:
+        """Whether the exchange accepts a connection with ``streams`` (a trial handshake).
+
+        Raises:
+            WsDisconnected: the trial failed for another reason than a refusal.
+        """
+        url = self.s.ws_url + ws_path(self.s.market, sorted(streams))
+        self.stats.trial_connects += 1
+        try:
+            with trio.fail_after(self.s.connect_timeout_s):
+                status = await handshake_status(url)
+        except trio.TooSlowError as exc:
+            raise WsDisconnected(f"trial connect: no answer: {exc!r}") from exc
+        if status == 400:
+            return False
+        if status != ACCEPTED:
+            raise WsDisconnected(f"trial connect: HTTP {status}")
+        return True
+
+    async def refused_among(self, streams: list[str]) -> list[str]:
+        """The refused streams among ``streams``, all of which together were refused."""
+        if len(streams) == 1:
+            return streams
+        half = len(streams) // 2
+        refused: list[str] = []
+        for part in (streams[:half], streams[half:]):
+            if not await self.accepts(part):
+                refused += await self.refused_among(part)
+        return refused
+
+    async def isolate(self, slot: _Slot, streams: set[str]) -> None:
+        """Find which of ``streams`` (refused together) the exchange refuses; leave their
+        symbols out of every connection and tell the dispatcher.
+
+        Raises:
+            WsDisconnected: no single stream is refused (a transient failure): back off.
+        """
+        refused = await self.refused_among(sorted(streams))
+        if not await self.refuse(slot, refused):
+            raise WsDisconnected(f"slot {slot.index}: refused, but every part was accepted")
+
+    async def refuse(self, slot: _Slot, streams: Iterable[str]) -> bool:
+        """Leave the symbols of ``streams`` (refused by the exchange) out of every connection
+        and tell the dispatcher; whether there were any."""
+        names = {kline_stream_name(s, self.s.interval): s for s in slot.desired}
+        symbols = frozenset(names[n] for n in streams if n in names)
+        if not symbols:
+            return False
+        self.stats.refused.update(symbols)
+        log.warning(
+            "slot %d: the exchange refuses to stream %s: recorded over REST instead",
+            slot.index,
+            sorted(symbols),
+        )
+        await self.inbox.send(StreamsRefused(symbols=symbols))
+        return True
+
+    async def split_refused(self, slot: _Slot, conn: _Conn, streams: set[str]) -> None:
+        """SUBSCRIBE requests refused as a whole: a single stream is the refused one, larger
+        requests are sent again in halves (the refused stream is found in log2(n) rounds)."""
+        batches, conn.sub_refused = conn.sub_refused, []
+        gap_s = self.s.clock.to_real(2.0 / self.s.market.max_client_messages_per_second)
+        for batch in batches:
+            wanted = [s for s in batch if s in streams]
+            if len(wanted) == 1:
+                await self.refuse(slot, wanted)
+                continue
+            half = len(wanted) // 2
+            for part in (wanted[:half], wanted[half:]):
+                if part:
+                    await self.send_control(conn, "SUBSCRIBE", part)
+                    conn.streams.update(part)
+                    await trio.sleep(gap_s)
 
     def why_replace(self, conn: _Conn) -> str | None:
         if self.s.clock.now_ms() - conn.opened_ms >= self.s.max_age_s * 1000:
@@ -294,6 +487,18 @@ class _Listener:
             # the 24 h cut is routine; drops and silences are what an operator should hear of
             self.on_reconnect(f"WebSocket connection {slot.index} replaced ({why})")
         log.info("slot %d: replacing connection (%s)", slot.index, why)
+
+    async def isolated(self, slot: _Slot, streams: set[str], backoff: float) -> bool:
+        """:meth:`isolate`; True when it failed and the caller should back off (it waited)."""
+        if not streams:
+            return False
+        try:
+            await self.isolate(slot, streams)
+        except WsDisconnected as exc:
+            log.warning("%s; retrying in %.2f s", exc, backoff)
+            await trio.sleep(backoff)
+            return True
+        return False
 
     async def run_slot(
         self, slot: _Slot, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -321,6 +526,13 @@ class _Listener:
                 if conn is None:
                     try:
                         conn = await self.open(nursery, slot, streams)
+                    except WsStreamsRefused:
+                        if await self.isolated(slot, streams, backoff):
+                            backoff = min(backoff * 2, 5.0)
+                            if not started:  # as below: REST covers the meantime
+                                task_status.started()
+                                started = True
+                        continue
                     except WsDisconnected as exc:
                         log.warning("%s; retrying in %.2f s", exc, backoff)
                         if not started:
@@ -340,6 +552,10 @@ class _Listener:
                 if why is not None:
                     try:
                         new = await self.open(nursery, slot, streams)
+                    except WsStreamsRefused:
+                        if await self.isolated(slot, streams, backoff):
+                            backoff = min(backoff * 2, 5.0)
+                        continue
                     except WsDisconnected as exc:
                         log.warning("%s (replacing after %s)", exc, why)
                         await trio.sleep(backoff)
@@ -348,6 +564,16 @@ class _Listener:
                     self.replaced(slot, why)
                     conn.scope.cancel()
                     conn = new
+                    continue
+                if conn.dropped:
+                    dropped, conn.dropped = conn.dropped, set()
+                    await self.refuse(slot, dropped & streams)
+                    continue
+                if conn.sub_refused:
+                    try:
+                        await self.split_refused(slot, conn, streams)
+                    except WsDisconnected as exc:
+                        log.info("slot %d: %s", slot.index, exc)
                     continue
                 try:
                     add, remove = streams - conn.streams, conn.streams - streams

@@ -115,6 +115,9 @@ class SimApp:
         self.stats.rest_requests += 1
         ip = (scope.get("client") or ("unknown", 0))[0]
         rf = self.faults.rest
+        if self.faults.is_down():
+            await self._respond(send, 503, _ERROR_BODIES[503], 0)
+            return
         if rf.slow:
             rf.slow -= 1
             self.stats.faults["slow_rest"] += 1
@@ -177,6 +180,9 @@ class SimApp:
         if msg["type"] != "websocket.connect":
             return
         market = self.ex.market
+        if self.faults.is_down():
+            await self._reject(send, 503, _ERROR_BODIES[503])
+            return
         route = parse_route(market, scope["path"], scope.get("query_string", b""))
         if route is None:
             await self._reject(send, 404, {"code": -1000, "msg": "Not found."})

@@ -34,6 +34,21 @@ class Faults:
         self._clock = clock
         self._stats = stats
         self.rest = _RestFaults()
+        #: Exchange ms until which the exchange is unreachable (see :meth:`outage`).
+        self.down_until = 0
+
+    def outage(self, exchange_seconds: float) -> None:
+        """The exchange is down for ``exchange_seconds`` from now: every WebSocket connection
+        is dropped, new ones are refused and every REST request is answered 503 (what
+        Binance's front end answers while the engine behind it is down). The market goes on:
+        candles closing meanwhile are served once it is back."""
+        self.down_until = max(self.down_until, self._clock.now_ms() + int(exchange_seconds * 1000))
+        self._stats.faults["outage"] += 1
+        self._stats.faults["drop"] += self._hub.drop(None)
+
+    def is_down(self) -> bool:
+        """Inside an :meth:`outage`."""
+        return self._clock.now_ms() < self.down_until
 
     def drop_connections(self, count: int | None = None) -> int:
         """Close ``count`` WebSocket connections (None: all); returns how many."""

@@ -156,10 +156,10 @@ def generate_symbols(
 ) -> list[SymbolSpec]:
     """``count`` symbols with realistic names for ``market`` (deterministic in ``seed``).
 
-    UM: BTCUSDT, ETHUSDT, two CURRENT_QUARTER contracts, a USDC and a BTC-margined perp, then
-    SIMnnnUSDT (every tenth SIMnnnUSDC). CM: BTC/ETH perps and quarterlies, then
-    SIMnnnUSD_PERP (every fourth a quarterly). Spot: BTCUSDT, ETHUSDT, ETHBTC, BTCUSDC,
-    the stablecoin pair USDCUSDT, then SIMnnn against USDT, USDC and BTC.
+    UM: BTCUSDT, ETHUSDT, two CURRENT_QUARTER contracts, a USDC and a BTC-margined perp,
+    币安人生USDT, then SIMnnnUSDT (every tenth SIMnnnUSDC). CM: BTC/ETH perps and quarterlies,
+    then SIMnnnUSD_PERP (every fourth a quarterly). Spot: BTCUSDT, ETHUSDT, ETHBTC, BTCUSDC,
+    the stablecoin pair USDCUSDT, 币安人生USDT, then SIMnnn against USDT, USDC and BTC.
     """
     cq, nq = quarterly_expiries(now_ms, 2)
     cqs, nqs = _yymmdd(cq), _yymmdd(nq)
@@ -191,6 +191,10 @@ def generate_symbols(
             ("BTCUSDC", "BTC", "USDC", "", 0, 60000.0),
             ("USDCUSDT", "USDC", "USDT", "", 0, 1.0),
         ]
+    if market in ("um", "spot"):
+        # Binance lists non-ASCII symbols since 2025: every recording test meets one
+        ctype, delivery = ("PERPETUAL", perp) if market == "um" else ("", 0)
+        fixed.append(("币安人生USDT", "币安人生", "USDT", ctype, delivery, 0.25))
     width = max(3, len(str(count)))
     out: list[SymbolSpec] = []
     for name, base, quote, ctype, delivery, level in fixed[:count]:

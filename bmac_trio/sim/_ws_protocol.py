@@ -8,8 +8,9 @@
   parameter switches the connection's event times to microseconds.
 * Stream names are lower-case: ``<symbol>@kline_<interval>``, spot's UTC+8 variant
   ``<symbol>@kline_<interval>@+08:00``, futures' ``<pair>_<contract>@continuousKline_<interval>``;
+  non-ASCII letters are kept as they are (``币安人生usdt@kline_1m``, percent-encoded in a URL);
   other well-formed names are accepted and never produce data; malformed or upper-case ones
-  are "invalid stream".
+  (``btc-usdt@kline_1m``) are "invalid stream".
 * Control frames: SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS / SET_PROPERTY / GET_PROPERTY
   with replies ``{"result":...,"id":...}`` and errors ``{"error":{"code","msg"},"id":...}``
   (codes 0 unknown property, 1 bad value type, 2 invalid request, 3 invalid JSON).
@@ -36,8 +37,10 @@ __all__ = [
     "parse_stream",
 ]
 
-_STREAM = re.compile(r"^[a-z0-9_!]+@[a-z0-9_@.:+!A-Z-]+$")
-_KLINE = re.compile(r"^([a-z0-9_]+)@kline_([0-9]+[smhdwM])(@\+08:00)?$")
+#: A symbol in a stream name: lower-case ASCII, or non-ASCII letters (``币安人生usdt``).
+_SYMBOL = r"(?:[a-z0-9_]|[^\W\x00-\x7f])+"
+_STREAM = re.compile(rf"^(?:{_SYMBOL}|!)+@[a-z0-9_@.:+!A-Z-]+$")
+_KLINE = re.compile(rf"^({_SYMBOL})@kline_([0-9]+[smhdwM])(@\+08:00)?$")
 _CONTINUOUS = re.compile(r"^([a-z0-9]+)_([a-z_]+)@continuousKline_([0-9]+[smhdwM])$")
 _CONTRACT_TYPES = {
     "um": frozenset({"PERPETUAL", "CURRENT_QUARTER", "NEXT_QUARTER", "TRADIFI_PERPETUAL"}),

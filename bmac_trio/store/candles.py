@@ -180,6 +180,23 @@ class CandleStore:
         except OSError as exc:
             raise StorageError(f"cannot create {self.directory}: {exc.strerror}") from exc
 
+    def recreate_directory(self) -> bool:
+        """Create the directory again if it was deleted under us; whether it had to be.
+
+        Raises:
+            StorageError: it is missing and cannot be created.
+        """
+        with self._lock:  # several writer threads may meet the absence at once
+            if self.directory.is_dir():
+                return False
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"cannot create {self.directory}: {exc.strerror}") from exc
+            self._ready = None  # the ready files went with the folder
+            self._manifests = None
+        return True
+
     # ---------------------------------------------------------------- reading
 
     def path(self, symbol: str) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import polars as pl
@@ -173,6 +174,23 @@ def test_stream_names_and_paths() -> None:
         "method": "LIST_SUBSCRIPTIONS",
         "id": 3,
     }
+
+
+def test_non_ascii_symbols_stream_under_a_percent_encoded_url() -> None:
+    # Binance lists such symbols since 2025: sent raw, the handshake raised UnicodeEncodeError
+    name = kline_stream_name("币安人生USDT", "1m")
+    assert name == "币安人生usdt@kline_1m"
+    path = ws_path(UM, ["btcusdt@kline_1m", name])
+    assert path.isascii()
+    assert path == (
+        "/market/stream?streams=btcusdt@kline_1m/%E5%B8%81%E5%AE%89%E4%BA%BA%E7%94%9Fusdt@kline_1m"
+    )
+    assert parse_qs(urlsplit(path).query)["streams"] == [f"btcusdt@kline_1m/{name}"]
+    # the combined wrapper names the stream as subscribed (raw); the payload's symbol is upper
+    frame = SUSHI.replace("SUSHIUSDT", "币安人生USDT").replace("sushiusdt@kline_1m", name)
+    parsed = parse_ws_message(frame.encode(), interval="1m")
+    assert isinstance(parsed, KlineEvent)
+    assert parsed.candle.symbol == "币安人生USDT"
 
 
 def test_klines_params_send_both_ends() -> None:

@@ -79,6 +79,16 @@ def test_candle_roundtrip_keeps_every_value_and_topic():
     assert decode_body(got) == event
 
 
+def test_a_non_ascii_symbol_has_a_utf8_topic():
+    # Binance lists such symbols since 2025; an ASCII-only topic stopped the dispatcher
+    event = make_event(symbol="币安人生USDT")
+    message = Stamper().candle(event, now_us=5)
+    assert message.frames()[0] == "candle.币安人生USDT".encode()
+    got = roundtrip(message)
+    assert got.topic == "candle.币安人生USDT"
+    assert decode_body(got) == event
+
+
 def test_header_numbers_every_message_and_every_topic():
     stamper = Stamper("e1")
     msgs = [

@@ -221,3 +221,13 @@ def test_recorder_still_downloading_history(tmp_path: Path) -> None:
     assert f"the recorder (pid {os.getpid()}) is starting: no complete period yet" in out.stdout
     data = orjson.loads(run_cli("status", str(base), "--json").stdout)
     assert (data["running"], data["recorder_pid"], data["exit_code"]) == (True, os.getpid(), 2)
+
+
+def test_symbols_whose_stream_is_refused_are_shown(tmp_path: Path) -> None:
+    base = make_base(tmp_path)
+    write_status(base, report(symbols_rest_only=("BTC-USDT",)))
+    assert read_status(base).symbols_rest_only == ("BTC-USDT",)  # type: ignore[union-attr]
+    out = run_cli("status", str(base), "--clock", clock_at(PERIOD_END + 30_000))
+    assert "REST only    stream refused: BTC-USDT" in out.stdout, out.stdout
+    out = run_cli("status", str(base), "--json", "--clock", clock_at(PERIOD_END + 30_000))
+    assert orjson.loads(out.stdout)["status"]["symbols_rest_only"] == ["BTC-USDT"]

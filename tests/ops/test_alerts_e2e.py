@@ -63,7 +63,7 @@ async def test_recorder_alerts_a_delisting_through_the_webhook(
             sim = await nursery.start(
                 partial(
                     trio.run_process,
-                    [BMAC_TRIO, "sim", "--symbols", "8", "--seed", "3", "--clock", clock,
+                    [BMAC_TRIO, "sim", "--symbols", "9", "--seed", "3", "--clock", clock,
                      "--scenario", str(scenario)],
                     stdout=subprocess.PIPE,
                     check=False,

@@ -157,6 +157,18 @@ def _quiet_deadline(symbols: list[str]) -> tuple[Book, int, list[Fetch]]:
     return b, run_time, fetches
 
 
+def test_probe_given_up_releases_the_other_late_symbols() -> None:
+    # a probe refused for good (its symbol no longer tradable) must not hold the period's
+    # other late symbols back until the next period
+    symbols = [f"S{i:02d}" for i in range(6)]
+    b, _, probes = _quiet_deadline(symbols)
+    released = b.on_fetch_failed(probes[0])
+    assert {f.symbol for f in released} == set(symbols) - {probes[0].symbol} - {
+        p.symbol for p in probes
+    }
+    assert b.on_fetch_failed(probes[1]) == []  # released once
+
+
 def test_deadline_with_nothing_received_asks_a_few_symbols_first() -> None:
     # a maintenance window: no candle exists; each period costs PROBES requests, not one per
     # symbol, and the requests that find nothing release nobody

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
-from bmac_trio.recorder.events import Fetch
+from bmac_trio.recorder.events import Fetch, FetchDone, PeriodStart
 from bmac_trio.store import atomic as _atomic
 
 from .test_dispatcher_properties import (
@@ -160,3 +161,97 @@ async def test_candles_arriving_while_the_disk_is_full_all_land(
             assert opens_of(frame) == [*history[2:], T0 + 10 * M, T0 + 11 * M]
             assert frame is not None
             assert values_ok(SYMBOL, frame)
+
+
+# --- a full disk under many symbols: a summary per period, no false claims, a quick stop -------
+
+MANY = [f"S{i:02d}USDT" for i in range(20)]
+
+
+class FailureCount:
+    """Counts failed write attempts as the dispatcher hears of them; wakes at ``target``."""
+
+    def __init__(self, h: Harness, target: int) -> None:
+        self.n = 0
+        self.target = target
+        self.reached = trio.Event()
+        writer = h.dispatcher.writer
+        inner = writer._on_failed
+
+        def counted(*args: object) -> None:
+            inner(*args)  # type: ignore[arg-type]
+            self.n += 1
+            if self.n >= self.target:
+                self.reached.set()
+
+        writer._on_failed = counted
+
+
+async def _histories(h: Harness, opens: list[int], *, done: bool) -> None:
+    """Answer every history fetch (and report it done, as a fetcher would)."""
+    for fetch in h.drain_fetches():
+        assert await h.feed_rest(fetch.symbol, rest_body(fetch.symbol, opens))
+        if done:
+            await h.inbox.send(FetchDone(fetch=fetch, through_open_ms=opens[-1]))
+
+
+async def test_a_full_disk_logs_one_line_per_period_not_one_per_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = Disk(monkeypatch, errno.ENOSPC)
+    history = [T0 + i * M for i in range(-40, 10)]
+    with trio.fail_after(20):
+        async with dispatching(tmp_path / "data") as h:
+            alerts = Alerts(h)
+            await h.symbols(set(MANY))
+            await _histories(h, history, done=False)
+            await h.settle()
+            disk.broken = True
+            caplog.clear()
+            failed = FailureCount(h, len(MANY))
+            h.clock.now = T0 + 11 * M + 1_000
+            for symbol in MANY:
+                assert await h.feed_ws(ws_frame(symbol, T0 + 10 * M))
+            await failed.reached.wait()
+            await h.inbox.send(PeriodStart(run_time_ms=T0 + 11 * M))
+            await trio.testing.wait_all_tasks_blocked()
+            errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+            # the first failure, named, then one summary at the period boundary
+            assert len(errors) == 2, errors
+            assert _MESSAGES[errno.ENOSPC] in errors[0]
+            summed = re.search(r"(\d+) writes failed", errors[1])
+            assert summed is not None, errors[1]
+            assert int(summed[1]) >= len(MANY)
+            assert _MESSAGES[errno.ENOSPC] in errors[1]
+            assert [kind for kind, _ in alerts.sent].count("disk") == 1
+            disk.broken = False
+            await h.settle()
+            assert all(opens_of(h.read(s))[-1] == T0 + 10 * M for s in MANY)
+            messages = [r.getMessage() for r in caplog.records]
+            recovered = [m for m in messages if "writes succeed" in m]
+            assert len(recovered) == 1, recovered
+
+
+async def test_stop_on_a_full_disk_is_quick_and_claims_no_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # SIGTERM while the history cannot be written: the log must not say it is ready, and the
+    # stop must not wait for a disk that keeps refusing (it took 11 s)
+    disk = Disk(monkeypatch, errno.ENOSPC)
+    disk.broken = True
+    history = [T0 + i * M for i in range(-40, 10)]
+    caplog.set_level(logging.INFO)
+    with trio.fail_after(20):
+        async with dispatching(tmp_path / "data") as h:
+            failed = FailureCount(h, len(MANY))
+            await h.symbols(set(MANY))
+            await _histories(h, history, done=True)
+            await failed.reached.wait()
+            await trio.testing.wait_all_tasks_blocked()
+            stopping = trio.current_time()
+        stopped = trio.current_time() - stopping
+    assert stopped < 2.0
+    assert h.dispatcher.stats.history_finished is None
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m for m in messages if "History initialized" in m] == []
+    assert not any(f"{len(MANY)}/{len(MANY)} symbols ready" in m for m in messages)

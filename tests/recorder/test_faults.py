@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import trio
@@ -143,3 +144,48 @@ async def test_rest_errors_and_slow_answers_are_retried(tmp_path: Path) -> None:
             done = await env.periods(2)
         assert env.sim.stats.faults["rest_error"] == 3
         assert_matches_truth(env, through_ms=done[-1])
+
+
+async def test_data_folder_deleted_under_the_recorder_is_recreated(tmp_path: Path) -> None:
+    # someone removes the candle folder while the recorder runs: it is recreated, every file
+    # rewritten (the recorder holds each file's window in memory), one alert
+    with trio.fail_after(30):
+        async with recording(tmp_path, SimConfig(market="um", symbols=8, seed=12), **UM) as env:
+            await env.history()
+            [first] = await env.periods(1)
+            alerts: list[tuple[str, str]] = []
+            assert env.handle.dispatcher is not None
+            env.handle.dispatcher.alert = lambda kind, text: alerts.append((kind, text))
+            folder = env.config.candle_dir
+            shutil.rmtree(folder)  # between two boundaries: no write under way
+            done = await env.periods(3)
+            assert done[-1] > first
+            assert_matches_truth(env, through_ms=done[-1])
+            assert (folder / "bmac_meta.json").exists()
+            assert [kind for kind, _ in alerts] == ["disk"], alerts
+            assert "recreated" in alerts[0][1]
+
+
+async def test_a_period_missed_in_an_outage_completes_as_soon_as_the_exchange_is_back(
+    tmp_path: Path,
+) -> None:
+    # the exchange is unreachable for 90 s around a boundary: that period's closing pushes
+    # are lost and its deadline probes meet the outage. It must complete within seconds of
+    # the exchange's return, not when the next period's stream reveals the gap.
+    sim_cfg = SimConfig(market="um", symbols=10, seed=13)
+    with trio.fail_after(60):
+        async with recording(tmp_path, sim_cfg, speed=20, **UM) as env:
+            await env.history()
+            [first] = await env.periods(1)
+            missed = first + 60_000
+            await env.clock.sleep_until_ms(missed - 10_000)
+            env.sim.faults.outage(90)
+            back = env.clock.now_ms() + 90_000
+            assert env.sim.stats.faults["outage"] == 1
+            await env.handle.wait_until(lambda h: missed in h.stats.completed)
+            late_by_s = (env.clock.now_ms() - back) / 1000
+            print(f"period missed in the outage complete {late_by_s:.1f} s after the return")
+            # the next boundary is 30 s after the return: its stream was the only way before
+            assert late_by_s < 25, late_by_s
+            done = await env.periods(len(env.handle.stats.completed) + 1)
+            assert_matches_truth(env, through_ms=done[-1])

@@ -7,12 +7,13 @@ from functools import partial
 
 import orjson
 import trio
+import trio.testing
 import trio_websocket
 
 from bmac_trio.binance.intervals import parse_interval
 from bmac_trio.binance.markets import UM
 from bmac_trio.clock import TrioClock
-from bmac_trio.recorder.events import SetSymbols
+from bmac_trio.recorder.events import SetSymbols, StreamsRefused
 from bmac_trio.recorder.ws import ListenerStats, StreamPlan, WsSettings, run_ws_listeners
 
 
@@ -76,6 +77,11 @@ class FakeServer:
             await self.changed.wait()
 
 
+def _changes(server: FakeServer) -> list[tuple[int, dict[str, object]]]:
+    """The SUBSCRIBE / UNSUBSCRIBE frames the server received (not the LIST checks)."""
+    return [c for c in server.controls if c[1]["method"] != "LIST_SUBSCRIPTIONS"]
+
+
 async def _start(nursery: trio.Nursery, server: FakeServer) -> str:
     listener = await nursery.start(
         partial(trio_websocket.serve_websocket, server.handler, "127.0.0.1", 0, ssl_context=None)
@@ -87,6 +93,7 @@ async def test_silent_connection_is_replaced_new_before_old() -> None:
     server = FakeServer(answer=False)
     stats = ListenerStats()
     reconnects: list[str] = []
+    replaced = trio.Event()
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             url = await _start(nursery, server)
@@ -109,18 +116,19 @@ async def test_silent_connection_is_replaced_new_before_old() -> None:
                     commands=commands,
                     inbox=inbox,
                     stats=stats,
-                    on_reconnect=reconnects.append,
+                    on_reconnect=lambda text: (reconnects.append(text), replaced.set()),
                 )
             )
             await server.wait(lambda: len(server.paths) >= 2)
+            await replaced.wait()  # the new connection is open and has taken over
             nursery.cancel_scope.cancel()
     assert stats.replaced.get("silent", 0) >= 1
     # each replacement reaches the alerter (which alerts when they come too often)
     assert reconnects
     assert reconnects[0] == "WebSocket connection 0 replaced (silent)"
     assert server.paths[0] == server.paths[1] == "/market/stream?streams=btcusdt@kline_1m"
-    # the unanswered probe went to the first connection
-    assert server.controls[0] == (0, {"method": "LIST_SUBSCRIPTIONS", "id": 1})
+    # the unanswered probe went to the first connection (after its check of the subscriptions)
+    assert (0, {"method": "LIST_SUBSCRIPTIONS", "id": 2}) in server.controls
     del commands_send, inbox_recv
 
 
@@ -152,10 +160,69 @@ async def test_new_symbol_is_subscribed_on_one_connection_only() -> None:
             )
             assert len(server.paths) == 4
             await commands_send.send(SetSymbols(symbols=(symbols - {"S03USDT"}) | {"NEWUSDT"}))
-            await server.wait(lambda: len(server.controls) >= 2)
+            await server.wait(lambda: len(_changes(server)) >= 2)
             nursery.cancel_scope.cancel()
     assert len(server.paths) == 4  # nobody reconnected
-    methods = sorted((m["method"], tuple(m["params"])) for _, m in server.controls)  # type: ignore[arg-type]
+    methods = sorted((m["method"], tuple(m["params"])) for _, m in _changes(server))  # type: ignore[arg-type]
     assert methods == [("SUBSCRIBE", ("newusdt@kline_1m",)), ("UNSUBSCRIBE", ("s03usdt@kline_1m",))]
-    assert len({index for index, _ in server.controls}) <= 2
+    assert len({index for index, _ in _changes(server)}) <= 2
+    # each new connection asked once what it is subscribed to (a dropped stream would show)
+    checks = [i for i, m in server.controls if m["method"] == "LIST_SUBSCRIPTIONS"]
+    assert sorted(checks) == [0, 1, 2, 3]
     del inbox_recv
+
+
+async def test_a_stream_refused_at_the_handshake_is_bisected_out() -> None:
+    # a server that answers a URL naming a bad stream with HTTP 400 (as the issue saw): the
+    # refused symbol is found by trial handshakes and left out, the others are streamed
+    paths: list[str] = []
+
+    async def handler(request: trio_websocket.WebSocketRequest) -> None:
+        paths.append(request.path)
+        if "btc-usdt" in request.path:
+            await request.reject(400, body=b'{"code":-1100,"msg":"Invalid stream name."}')
+            return
+        ws = await request.accept()
+        try:
+            while True:
+                message = orjson.loads(await ws.get_message())
+                await ws.send_message(orjson.dumps({"result": [], "id": message["id"]}))
+        except trio_websocket.ConnectionClosed:
+            pass
+
+    symbols = frozenset({f"S{i:02d}USDT" for i in range(7)} | {"BTC-USDT"})
+    stats = ListenerStats()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            listener = await nursery.start(
+                partial(trio_websocket.serve_websocket, handler, "127.0.0.1", 0, ssl_context=None)
+            )
+            settings = WsSettings(
+                market=UM,
+                interval=parse_interval("1m"),
+                ws_url=f"ws://127.0.0.1:{listener.port}",
+                clock=TrioClock(start_ms=1_767_225_600_000),
+                floor=1,
+            )
+            commands_send, commands = trio.open_memory_channel[SetSymbols](1)
+            inbox, inbox_recv = trio.open_memory_channel[object](10)
+            await nursery.start(
+                partial(
+                    run_ws_listeners,
+                    settings=settings,
+                    symbols=symbols,
+                    commands=commands,
+                    inbox=inbox,
+                    stats=stats,
+                )
+            )
+            refused = await inbox_recv.receive()
+            while stats.open < 1:
+                await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    assert refused == StreamsRefused(symbols=frozenset({"BTC-USDT"}))
+    assert stats.refused == {"BTC-USDT"}
+    assert stats.trial_connects <= 2 * 3  # about two handshakes per halving of 8 streams
+    assert "btc-usdt" not in paths[-1]
+    assert paths[-1].count("@kline_1m") == 7
+    del commands_send

@@ -8,8 +8,9 @@ the ready file's period (unless that candle has already rolled out of the window
 it prints one JSON object of counts on stdout:
 
 * ``reads``: files read; ``vanished``: gone between listing and reading (moved aside);
-* ``torn``: reads that raised (a partial or mixed file); ``schema``: readable files that break
-  the contract (schema, order, uniqueness, length);
+* ``torn``: reads that raised (a partial or mixed file), a polars panic included (a
+  ``BaseException``: by path, polars may read two different files); ``schema``: readable
+  files that break the contract (schema, order, uniqueness, length);
 * ``ready_checks`` / ``ready_violations``: ready files whose data file lacked their candle.
 """
 
@@ -95,7 +96,11 @@ def main(argv: list[str]) -> int:
         except FileNotFoundError:
             counts["vanished"] += 1
             continue
-        except Exception as exc:  # any failure to parse is a torn or unreadable file
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # any failure to parse is a torn or unreadable file
+            # polars may *panic* on a file replaced between its two opens of the path:
+            # pyo3_runtime.PanicException derives from BaseException, not Exception
             counts["torn_by_path" if by_path else "torn"] += 1
             if len(examples) < 10:
                 examples.append(f"{path.name}: {type(exc).__name__}: {exc}"[:300])
