@@ -12,11 +12,11 @@ import polars as pl
 import pytest
 
 from bmac_trio.binance.intervals import parse_interval
-from bmac_trio.binance.protocol import Candle, candles_to_frame
 from bmac_trio.cli import COMMANDS
 from bmac_trio.store.candles import CandleStore
 from bmac_trio.store.config import load_config
 
+from .._candles import flat_candles
 from .conftest import run_cli
 
 IV = parse_interval("5m")
@@ -32,23 +32,7 @@ def make_base(tmp_path: Path, **extra: object) -> Path:
 
 
 def candles(symbol: str, n: int, first: int = T0) -> pl.DataFrame:
-    rows = [
-        Candle(
-            symbol=symbol,
-            open_ms=IV.add(first, i),
-            open=1.0,
-            high=1.0,
-            low=1.0,
-            close=1.0,
-            volume=1.0,
-            quote_volume=1.0,
-            trade_num=1.0,
-            taker_buy_base_asset_volume=1.0,
-            taker_buy_quote_asset_volume=1.0,
-        )
-        for i in range(n)
-    ]
-    return candles_to_frame(rows, IV)
+    return flat_candles(symbol, first, n, IV)
 
 
 def test_help_lists_every_command_with_a_summary() -> None:

@@ -16,9 +16,11 @@ import polars as pl
 import pytest
 
 from bmac_trio.binance.intervals import parse_interval
-from bmac_trio.binance.protocol import Candle, FundingRate, candles_to_frame
+from bmac_trio.binance.protocol import FundingRate
 from bmac_trio.ops.status import StatusReport, write_status
 from bmac_trio.store.candles import CandleStore, ExginfoStore
+
+from .._candles import flat_candles
 
 IV = parse_interval("5m")
 HK = ZoneInfo("Asia/Hong_Kong")
@@ -35,23 +37,7 @@ def umask(request: pytest.FixtureRequest) -> Iterator[int]:
 
 
 def candles(n: int) -> pl.DataFrame:
-    rows = [
-        Candle(
-            symbol="BTCUSDT",
-            open_ms=IV.add(T0, i),
-            open=1.0,
-            high=1.0,
-            low=1.0,
-            close=1.0,
-            volume=1.0,
-            quote_volume=1.0,
-            trade_num=1.0,
-            taker_buy_base_asset_volume=1.0,
-            taker_buy_quote_asset_volume=1.0,
-        )
-        for i in range(n)
-    ]
-    return candles_to_frame(rows, IV)
+    return flat_candles("BTCUSDT", T0, n, IV)
 
 
 @pytest.mark.parametrize("save_type", ["parquet", "feather"])
