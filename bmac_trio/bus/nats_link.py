@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.header
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from nats.js import api
 
 from bmac_trio.errors import BusUnavailable
 
-__all__ = ["JetStreamLink", "Received", "StreamSettings"]
+__all__ = ["JetStreamLink", "Received", "StreamSettings", "text_headers"]
 
 log = logging.getLogger("bmac_trio.nats")
 
@@ -49,6 +50,27 @@ class Received:
     headers: dict[str, str] | None
     body: bytes
     seq: int
+
+
+def text_headers(headers: dict[str, Any] | None) -> dict[str, str] | None:
+    """Headers as text, whichever nats-py call read them.
+
+    The stream-message API (``get_last_msg``) parses headers with ``email``'s parser, which
+    hands a non-ASCII value (``Nats-Msg-Id: candle.币安人生USDT.…``) back as an
+    ``email.header.Header`` of unknown 8-bit bytes instead of a ``str``; they are UTF-8.
+    """
+    if headers is None:
+        return None
+    out: dict[str, str] = {}
+    for key, value in headers.items():
+        if not isinstance(value, str):
+            raw = b"".join(
+                part if isinstance(part, bytes) else part.encode()
+                for part, _ in email.header.decode_header(value)
+            )
+            value = raw.decode("utf-8", errors="replace")
+        out[key] = value
+    return out
 
 
 def _why(exc: BaseException) -> str:
@@ -175,7 +197,7 @@ class JetStreamLink:
             return None
         except (TimeoutError, nats.errors.Error) as exc:
             raise BusUnavailable(f"last {suffix} message: {_why(exc)}") from None
-        return Received(suffix, msg.headers, msg.data or b"", msg.seq)
+        return Received(suffix, text_headers(msg.headers), msg.data or b"", msg.seq)
 
     async def last_opens(self, symbols: list[str]) -> dict[str, int | None]:
         """The open time of each symbol's newest candle in the stream (None: none there)."""
@@ -189,7 +211,7 @@ class JetStreamLink:
                 continue
             except (TimeoutError, nats.errors.Error) as exc:
                 raise BusUnavailable(f"last candle of {symbol}: {_why(exc)}") from None
-            msg_id = (msg.headers or {}).get("Nats-Msg-Id", "")
+            msg_id = (text_headers(msg.headers) or {}).get("Nats-Msg-Id", "")
             out[symbol] = int(msg_id.rsplit(".", 1)[1]) if msg_id.count(".") == 2 else None
         return out
 
@@ -264,7 +286,11 @@ class JetStreamLink:
             raise BusUnavailable(f"consuming {self.settings.name}: {_why(exc)}") from None
         while True:
             meta = msg.metadata
-            out.append(Received(msg.subject[cut:], msg.headers, msg.data, meta.sequence.stream))
+            out.append(
+                Received(
+                    msg.subject[cut:], text_headers(msg.headers), msg.data, meta.sequence.stream
+                )
+            )
             if len(out) >= max_n:
                 return out
             # catching up (the server says more are pending): fill the batch, so that each

@@ -1,9 +1,10 @@
 """A bus subscriber process for the integration tests: ``python _subscriber.py SOURCE OUT [opts]``.
 
 Runs ``bmac_kit.subscribe(SOURCE)``; after each period it writes its whole window to
-``OUT/window.parquet`` (atomically) and prints one JSON line (run time, stats). ``--slow S``
-blocks its event loop for S real seconds once, after the first period (a subscriber that stops
-reading: its queues fill up and the publisher drops messages for it).
+``OUT/window.parquet`` (atomically) and prints one JSON line (run time, stats). ``--stall-until
+FILE`` blocks its event loop after the first period until FILE exists (a subscriber that stops
+reading: its queues fill up and the publisher drops messages for it); the test creates FILE once
+the publisher has counted a drop, so the loss does not depend on how much the kernel buffers.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ async def main(args: argparse.Namespace) -> None:
     out = Path(args.out)
     async with bmac_kit.subscribe(args.source, rcvhwm=args.rcvhwm) as market:
         print(orjson.dumps({"event": "ready", "symbols": len(market.window)}).decode(), flush=True)
-        slow = args.slow
+        stall = Path(args.stall_until) if args.stall_until else None
         async for period in market.periods():
             rows = dump(market.window, out)
             line = {
@@ -64,16 +65,18 @@ async def main(args: argparse.Namespace) -> None:
                 "heals": market.stats.heals,
             }
             print(orjson.dumps(line).decode(), flush=True)
-            if slow:
-                time.sleep(slow)  # noqa: ASYNC251 - blocks the loop: nothing is read meanwhile
-                slow = 0
+            if stall is not None:
+                print(orjson.dumps({"event": "stalled"}).decode(), flush=True)
+                while not stall.exists():  # blocks the loop: nothing is read meanwhile
+                    time.sleep(0.01)  # noqa: ASYNC251
+                stall = None
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("source")
     parser.add_argument("out")
-    parser.add_argument("--slow", type=float, default=0.0)
+    parser.add_argument("--stall-until", default="")
     parser.add_argument("--rcvhwm", type=int, default=100_000)
     parser.add_argument("--backend", default="trio", choices=("trio", "asyncio"))
     ns = parser.parse_args()

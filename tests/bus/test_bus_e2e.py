@@ -153,14 +153,6 @@ def assert_window_is_truth(sim: Any, window: pl.DataFrame, symbols: set[str], th
 
 
 @pytest.mark.slow
-@pytest.mark.skip(
-    reason=(
-        "known bug, open: since the simulator lists 币安人生USDT by default (issue 11), "
-        "this child-process run never completes its periods within the deadline (passes "
-        "in 4 s with that one symbol line removed from sim/_symbols.py); see the issue "
-        "14/16 notes"
-    )
-)
 async def test_subscribers_hold_the_truth_across_ws_drop_restart_and_slowness(tmp_path: Path):
     # a tiny HWM and kernel buffer: a subscriber that stops reading for a while is dropped from
     options = dataclasses.replace(FAST_OPTIONS, bus_hwm=10, bus_sndbuf=4096)
@@ -172,9 +164,17 @@ async def test_subscribers_hold_the_truth_across_ws_drop_restart_and_slowness(tm
         ):
             await env.history()
             symbols = set(env.handle.symbols)
+            dropped = trio.Event()  # set when the publisher first drops for a full subscriber
+            bus = env.handle.bus
+            assert bus is not None
+            count_drop = bus._on_drop
+            bus._on_drop = lambda n: (count_drop(n), dropped.set())
             steady = Subscriber(env.base, tmp_path / "steady")
             killed = Subscriber(env.base, tmp_path / "killed", "--backend", "asyncio")
-            slow = Subscriber(env.base, tmp_path / "slow", "--slow", "12", "--rcvhwm", "5")
+            unstall = tmp_path / "unstall"
+            slow = Subscriber(
+                env.base, tmp_path / "slow", "--stall-until", str(unstall), "--rcvhwm", "5"
+            )
             for sub in (steady, killed, slow):
                 await sub.start(nursery)
             first = (await steady.wait_period(0))["run_time_ms"]
@@ -185,7 +185,11 @@ async def test_subscribers_hold_the_truth_across_ws_drop_restart_and_slowness(tm
             await steady.wait_period(first + 2 * MINUTE)
             restarted = Subscriber(env.base, tmp_path / "restarted", "--backend", "asyncio")
             await restarted.start(nursery)
-            # the slow one stalled 12 s (4 periods at 20x): it lost messages and healed
+            # the slow one stopped reading after its first period: the publisher drops for it
+            await slow.wait_for(lambda lines: '{"event":"stalled"}' in lines)
+            await dropped.wait()
+            unstall.touch()
+            # it lost messages and healed
             await slow.wait_until(
                 lambda ps: bool(ps) and ps[-1]["lost"] > 0 and ps[-1]["heals"] >= 1
             )

@@ -10,7 +10,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
 import trio
 
 from bmac_trio.bus.nats_server import NatsServer
@@ -43,14 +42,6 @@ def assert_stream_holds_files(candles: list[tuple[str, int]], config, symbols: l
         assert not lost, f"{symbol}: {len(lost)} candles of the file not in the stream: {lost[:5]}"
 
 
-@pytest.mark.skip(
-    reason=(
-        "known bug, open: since the simulator lists 币安人生USDT by default (issue 11), "
-        "this child-process run never completes its periods within the deadline (passes "
-        "in 4 s with that one symbol line removed from sim/_symbols.py); see the issue "
-        "14/16 notes"
-    )
-)
 async def test_recorder_sigkilled_and_restarted_no_duplicates_nothing_missing(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
