@@ -194,7 +194,13 @@ class Market:
 
     async def _receive(self) -> None:
         while True:
-            frames = await recv_multipart(self._sock)
+            try:
+                frames = self._sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                # drained: apply the candles received so far now, so that when the period
+                # message comes the window already holds them (the period costs factors only)
+                self._flush()
+                frames = await recv_multipart(self._sock)
             try:
                 message = decode(frames)
                 body = decode_body(message)

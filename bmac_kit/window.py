@@ -142,6 +142,8 @@ class MarketWindow:
         """
         if candles.is_empty():
             return
+        if candles.height <= len(self._slots) and self._all_held(candles):
+            return  # a period's frame whose candles came one by one already
         values = _arrays(candles)
         if candles.height > max(64, 2 * len(self._slots)):  # a bulk load: symbol by symbol
             symbols = candles.get_column("symbol")
@@ -171,6 +173,12 @@ class MarketWindow:
             rest.setdefault(names[i], []).append(i)
         for symbol, rows in rest.items():
             self._merge(symbol, {c: a[rows] for c, a in values.items()})
+
+    def _all_held(self, candles: pl.DataFrame) -> bool:
+        """Each row is its symbol's newest candle held (checked on two columns only)."""
+        ends = _epoch_ms(candles.get_column("candle_end_time"))
+        slots = self.slots_of(candles.get_column("symbol").to_list())
+        return bool((slots >= 0).all() and (self._last_end[slots] == ends).all())
 
     def remove(self, symbol: str) -> None:
         """Forget ``symbol`` (delisted); its slot is reused by the next listing."""
@@ -523,17 +531,20 @@ def _arrays(candles: pl.DataFrame) -> dict[str, np.ndarray]:
     """
     out: dict[str, np.ndarray] = {}
     for column in TIME_COLUMNS:
-        series = candles.get_column(column)
-        if getattr(series.dtype, "time_unit", None) == "ms":
-            out[column] = series.to_physical().to_numpy()
-        else:
-            out[column] = series.dt.epoch("ms").to_numpy().astype(np.int64)
+        out[column] = _epoch_ms(candles.get_column(column))
     for column in FLOAT_COLUMNS:
         series = candles.get_column(column)
         if series.dtype != pl.Float64:
             series = series.cast(pl.Float64)
         out[column] = series.to_numpy()
     return out
+
+
+def _epoch_ms(series: pl.Series) -> np.ndarray:
+    """A datetime column as int64 epoch milliseconds."""
+    if getattr(series.dtype, "time_unit", None) == "ms":
+        return series.to_physical().to_numpy()
+    return series.dt.epoch("ms").to_numpy().astype(np.int64)
 
 
 def _series(

@@ -137,11 +137,11 @@ async def _measuring_subscriber(args: argparse.Namespace) -> None:
                     fallback=lambda: universe,
                 )
 
-                async def nothing(_: frozenset[str]) -> None:
-                    return None
+                async def take_all(ready: frozenset[str]) -> frozenset[str]:
+                    return ready  # a ready file is enough here: the wait is what is timed
 
                 await wait_for_period(
-                    watcher, deadline_ms=run_time + 40_000, on_ready=nothing, clock=clock
+                    watcher, deadline_ms=run_time + 40_000, on_ready=take_all, clock=clock
                 )
                 disk_at[run_time] = unix_us()
                 done_event(run_time).set()
@@ -193,6 +193,7 @@ def _plain_subscriber(args: argparse.Namespace) -> None:
 class Child:
     def __init__(self, cmd: list[str]) -> None:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+        self.cmd = cmd
 
     def events(self, kind: str, n: int) -> list[dict]:
         assert self.proc.stdout is not None
@@ -200,7 +201,7 @@ class Child:
         while len(got) < n:
             line = self.proc.stdout.readline()
             if not line:
-                raise RuntimeError(f"child {self.proc.args[:4]} ended")
+                raise RuntimeError(f"child {self.cmd[2:4]} ended: exit status {self.proc.wait()}")
             if line.startswith("{"):
                 data = json.loads(line)
                 if data["event"] == kind:

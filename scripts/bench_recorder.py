@@ -252,6 +252,7 @@ def main() -> None:
         "--load", action="store_true", help="measure idle, then on a busy desk, side by side"
     )
     parser.add_argument("--strategies", type=int, default=3, help="strategy processes (--load)")
+    parser.add_argument("--skip-idle", action="store_true", help="--load without the idle run")
     parser.add_argument(
         "--no-second-recorder",
         dest="second_recorder",
@@ -291,7 +292,7 @@ def main() -> None:
         return
 
     spec = f"{START_MS}:{args.speed}:{time.time()!r}"
-    modes = ["idle", "load"] if args.load else ["idle"]
+    modes = (["load"] if args.skip_idle else ["idle", "load"]) if args.load else ["idle"]
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_recorder_")))
         sim, rest_url, ws_url = _start_sim(_sim_command("um", args.symbols, spec, args.candles))

@@ -124,6 +124,8 @@ class BmacStreamingCalculator:
         self._slow = any(s.signal is not None for s in batch)
         #: Symbols missing from the last result.
         self.missing: tuple[str, ...] = ()
+        self._symbols_key: tuple[str, ...] = ()
+        self._symbols = pl.Series("symbol", [], dtype=pl.String)
 
     @property
     def window(self) -> MarketWindow:
@@ -226,8 +228,22 @@ class BmacStreamingCalculator:
         matrix = np.empty((len(floats), rows))
         for i, name in enumerate(floats):
             matrix[i] = columns[name]
-        head = pl.DataFrame([pl.Series(n, columns[n], dtype=_DTYPES[n]) for n in _DTYPES])
+        head = pl.DataFrame(
+            [self._symbol_series(columns["symbol"])]
+            + [
+                pl.Series(n, columns[n], dtype=_TIME)
+                for n in ("candle_begin_time", "candle_end_time")
+            ]
+        )
         return head.hstack(pl.from_numpy(matrix, schema=floats, orient="col"))
+
+    def _symbol_series(self, symbols: list[str]) -> pl.Series:
+        """The ``symbol`` column: the same symbols come every period, so built once."""
+        key = tuple(symbols)
+        if key != self._symbols_key:
+            self._symbols_key = key
+            self._symbols = pl.Series("symbol", symbols, dtype=pl.String)
+        return self._symbols
 
     def _batch_columns(
         self,
