@@ -33,6 +33,7 @@ class PeriodView:
     #: The slots the period's values are wanted for (their newest candle ends at ``end_ms``).
     slots: np.ndarray
     _cache: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+    _stats: dict[tuple[str, str, int], np.ndarray] = field(default_factory=dict)
 
     def last(self, column: str, k: int) -> np.ndarray:
         """``(used_slots, k)``: every slot's last ``k`` values of ``column``, oldest first."""
@@ -47,6 +48,22 @@ class PeriodView:
             self._cache[key] = block
         return block
 
+    def mean(self, column: str, k: int) -> np.ndarray:
+        """Mean of every slot's last ``k`` values (shared by Ma, Bias, Bollinger, ZScore)."""
+        key = ("mean", column, k)
+        value = self._stats.get(key)
+        if value is None:
+            value = self._stats[key] = _mean(self.last(column, k))
+        return value
+
+    def std(self, column: str, k: int) -> np.ndarray:
+        """Sample standard deviation of every slot's last ``k`` values (ddof=1)."""
+        key = ("std", column, k)
+        value = self._stats.get(key)
+        if value is None:
+            value = self._stats[key] = _std(self.last(column, k), self.mean(column, k))
+        return value
+
 
 Kernel = Callable[[PeriodView, int], np.ndarray]
 
@@ -55,10 +72,10 @@ def _mean(x: np.ndarray) -> np.ndarray:
     return x.sum(axis=1) / x.shape[1]
 
 
-def _std(x: np.ndarray) -> np.ndarray:
+def _std(x: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
     """Sample standard deviation per row (ddof=1; NaN for one column, as polars' null)."""
     n = x.shape[1]
-    deviation = x - _mean(x)[:, None]
+    deviation = x - (_mean(x) if mean is None else mean)[:, None]
     return np.sqrt((deviation * deviation).sum(axis=1) / (n - 1)) if n > 1 else x[:, 0] * np.nan
 
 
@@ -85,12 +102,11 @@ def momentum(view: PeriodView, n: int) -> np.ndarray:
 
 
 def ma(view: PeriodView, n: int) -> np.ndarray:
-    return _mean(view.last("close", n))
+    return view.mean("close", n)
 
 
 def bias(view: PeriodView, n: int) -> np.ndarray:
-    close = view.last("close", n)
-    return close[:, -1] / _mean(close) - 1
+    return view.last("close", n)[:, -1] / view.mean("close", n) - 1
 
 
 def trd_num_mean(view: PeriodView, n: int) -> np.ndarray:
@@ -107,13 +123,11 @@ def taker_buy_ratio(view: PeriodView, n: int) -> np.ndarray:
 
 
 def bollinger_width(view: PeriodView, n: int) -> np.ndarray:
-    close = view.last("close", n)
-    return 4 * _std(close) / _mean(close)
+    return 4 * view.std("close", n) / view.mean("close", n)
 
 
 def zscore(view: PeriodView, n: int) -> np.ndarray:
-    close = view.last("close", n)
-    return (close[:, -1] - _mean(close)) / _std(close)
+    return (view.last("close", n)[:, -1] - view.mean("close", n)) / view.std("close", n)
 
 
 def volatility(view: PeriodView, n: int) -> np.ndarray:
@@ -139,10 +153,14 @@ def atr(view: PeriodView, n: int) -> np.ndarray:
 
 def cci(view: PeriodView, n: int) -> np.ndarray:
     k = 2 * n - 1
-    tp = (view.last("high", k) + view.last("low", k) + view.last("close", k)) / 3
-    tp = tp - tp[:, -1:]  # centred on the newest: the sums below stay small and exact-ish
+    tp = view.last("high", k) + view.last("low", k)  # a new array: the rest is in place
+    tp += view.last("close", k)
+    tp /= 3
+    tp -= tp[:, -1:].copy()  # centred on the newest: the sums below stay small and exact-ish
     deviation = tp[:, n - 1 :] - _rolling_means(tp, n)  # tp - ma of the last n candles
-    return deviation[:, -1] / (0.015 * _mean(np.abs(deviation)))
+    newest = deviation[:, -1].copy()
+    np.abs(deviation, out=deviation)
+    return newest / (0.015 * _mean(deviation))
 
 
 @cache

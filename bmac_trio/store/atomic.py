@@ -116,18 +116,16 @@ def _atomic(
     except OSError as exc:
         raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
-        os.close(fd)
-        write(tmp)
-        if stages is not None:
-            stages.mark("encode")
-        if durable:
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        try:
+            write(tmp)  # by path: the encoders write natively, not through a Python file
             if stages is not None:
-                stages.mark("fsync")
+                stages.mark("encode")
+            if durable:
+                os.fsync(fd)  # the temp file's inode, whichever descriptor wrote it
+                if stages is not None:
+                    stages.mark("fsync")
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
         if stages is not None:
             stages.mark("rename")
