@@ -35,8 +35,6 @@ __all__ = ["SymbolWriter"]
 
 log = logging.getLogger("bmac_trio.dispatcher")
 
-#: A frame is made contiguous again once it has this many chunks.
-MAX_CHUNKS = 16
 #: Real seconds before a failed write (disk full, read-only) is tried again, doubling to the max.
 WRITE_RETRY_S = 0.5
 WRITE_RETRY_MAX_S = 30.0
@@ -158,8 +156,10 @@ class SymbolWriter:
         frame = old
         if candles:
             frame = self.store.merge(old, candles_to_frame(candles, self.interval))
-            if frame.n_chunks() > MAX_CHUNKS:
-                # each appended candle adds a chunk: keep frames compact
+            if frame.n_chunks() > 1:
+                # each appended candle adds a chunk; converting a 16-chunk frame to Arrow for
+                # the parquet writer took 1.6 ms of CPU (GIL held), a contiguous one 0.09 ms,
+                # and rechunking 0.05 ms: every period's write starts contiguous
                 frame = frame.rechunk()
         assert frame is not None
         last_open = int(frame["candle_begin_time"].dt.epoch("ms")[-1])

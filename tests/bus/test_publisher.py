@@ -269,3 +269,23 @@ def test_a_period_goes_out_at_its_first_report_and_once_complete(publisher: BusP
     report(False)  # a late symbol written, another still missing: not published
     report(True)  # complete: published
     assert publisher.stats.sent == 2
+
+
+async def test_a_history_page_keeps_only_the_newest_periods_for_period_messages(publisher) -> None:
+    # 1500 candles x 500 symbols kept as events until the first period held ~300 MB
+    page = [candle("BTCUSDT", T0 + i * MINUTE) for i in range(1500)]
+    publisher.candles("BTCUSDT", page, source="rest", received=trio.current_time())
+    kept = publisher._recent["BTCUSDT"]
+    assert sorted(kept) == [c.open_ms for c in page[-3:]]
+    # the period of the newest candle is still published with that candle
+    run_time = page[-1].open_ms + MINUTE
+    publisher.period(
+        run_time_ms=run_time,
+        ready=["BTCUSDT"],
+        missing=[],
+        complete=True,
+        lag_s=0.01,
+        last_received=None,
+    )
+    assert publisher.last_period is not None
+    assert publisher.last_period.candles.height == 1
