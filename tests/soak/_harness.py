@@ -220,6 +220,8 @@ class _Soak:
         #: Recorder processes started and not yet reaped, by pid.
         self.procs: dict[int, trio.Process] = {}
         self.signalled: set[int] = set()
+        #: Copies started while the recorder held the lock: they must exit 0 at once.
+        self.duplicates: set[int] = set()
         self.down_until = 0
         self.listed = 0
         self.delisted: set[str] = set()
@@ -258,7 +260,11 @@ class _Soak:
             del self.procs[pid]
             if pid in self.signalled:
                 continue
-            if proc.returncode == 0 and holder is not None:
+            if pid in self.duplicates:
+                # started while the lock was held: judged on that, not on who holds the lock
+                # now (the recorder may have been SIGKILLed since)
+                self.result.cron_duplicate_exits.append(proc.returncode)
+            elif proc.returncode == 0 and holder is not None:
                 self.result.cron_duplicate_exits.append(0)
             else:
                 self.result.unexpected_exits.append(proc.returncode)
@@ -281,7 +287,8 @@ class _Soak:
                     self.result.restarts += 1
             elif duplicates < self.cfg.cron_duplicates and self.holder() is not None:
                 duplicates += 1
-                await self.start_recorder("while one runs")
+                copy = await self.start_recorder("while one runs")
+                self.duplicates.add(copy.pid)
 
     async def killer(self, times: list[int]) -> None:
         for t in times:
