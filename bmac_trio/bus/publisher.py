@@ -200,7 +200,7 @@ class BusPublisher:
         # page of 1500 candles per symbol kept whole held ~300 MB for 500 symbols until the
         # first period pruned it (pages come in time order)
         recent = self._recent.setdefault(symbol, {})
-        for event in events[-KEEP_PERIODS:] if len(events) > KEEP_PERIODS else events:
+        for event in events[-KEEP_PERIODS:]:
             recent[event.candle.open_ms] = event
         if len(events) == 1:
             self._send(self.stamper.candle(events[0], now_us=now))
