@@ -172,8 +172,9 @@ def _processes(commands: list[list[str]]):  # type: ignore[no-untyped-def]
                 proc.wait()
 
 
-def _sim_command(market: str, symbols: int, spec: str, candles: int) -> list[str]:
+def _sim_command(market: str, symbols: int, spec: str, candles: int, nice: int = 0) -> list[str]:
     return [
+        *(["nice", "-n", str(nice)] if nice else []),
         sys.executable, "-c", "from bmac_trio.cli import main; main()", "sim",
         "--market", market, "--symbols", str(symbols), "--clock", spec,
         "--history-candles", str(candles + 200),
@@ -266,6 +267,12 @@ def main() -> None:
         help="run the busy desk's strategies and burner under this niceness (--load)",
     )
     parser.add_argument(
+        "--nice-sims",
+        type=int,
+        default=0,
+        help="run the simulators (Binance's stand-ins, not on a desk's machine) at this niceness",
+    )
+    parser.add_argument(
         "--switch-interval",
         type=float,
         default=None,
@@ -295,7 +302,9 @@ def main() -> None:
     modes = (["load"] if args.skip_idle else ["idle", "load"]) if args.load else ["idle"]
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_recorder_")))
-        sim, rest_url, ws_url = _start_sim(_sim_command("um", args.symbols, spec, args.candles))
+        sim, rest_url, ws_url = _start_sim(
+            _sim_command("um", args.symbols, spec, args.candles, args.nice_sims)
+        )
         stack.callback(sim.wait)
         stack.callback(sim.terminate)
         print(
@@ -304,7 +313,7 @@ def main() -> None:
         )
         if args.load and args.second_recorder:
             spot, spot_rest, spot_ws = _start_sim(
-                _sim_command("spot", args.symbols, spec, args.candles)
+                _sim_command("spot", args.symbols, spec, args.candles, args.nice_sims)
             )
             stack.callback(spot.wait)
             stack.callback(spot.terminate)

@@ -43,11 +43,11 @@ class Disk:
         real = _atomic._atomic
 
         def atomic(path: Path, write: object, durable: bool, *args: object) -> None:
-            def failing(tmp: Path) -> None:
+            def failing(tmp: Path, fd: int) -> None:
                 if self.broken:
                     self.failures += 1
                     raise OSError(code, errno.errorcode[code] + ": " + _MESSAGES[code])
-                write(tmp)  # type: ignore[operator]
+                write(tmp, fd)  # type: ignore[operator]
 
             real(path, failing, durable, *args)
 

@@ -393,7 +393,7 @@ def test_concurrent_reader_never_sees_a_torn_file(tmp_path: Path, save_type: str
 
 
 @pytest.mark.parametrize("save_type", ["parquet", "feather"])
-def test_disk_full_from_polars_is_a_storage_error(
+def test_a_disk_full_while_writing_is_a_storage_error(
     tmp_path: Path, save_type: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not Path("/dev/full").exists():
@@ -401,12 +401,16 @@ def test_disk_full_from_polars_is_a_storage_error(
     s = store(tmp_path, save_type)
     old = frame(T0, 3, 1.0)
     s.write("BTCUSDT", old, None)
-    original = _atomic._write_with_pandas_index  # how candle files are written
+    original = _atomic._write_all  # how encoded candle files reach the disk
 
-    def to_full_disk(df: pl.DataFrame, target: object, *args: object) -> None:
-        original(df, Path("/dev/full"), *args)  # the kernel answers ENOSPC
+    def to_full_disk(fd: int, data: object) -> None:
+        full = os.open("/dev/full", os.O_WRONLY)
+        try:
+            original(full, data)  # type: ignore[arg-type]  # the kernel answers ENOSPC
+        finally:
+            os.close(full)
 
-    monkeypatch.setattr(_atomic, "_write_with_pandas_index", to_full_disk)
+    monkeypatch.setattr(_atomic, "_write_all", to_full_disk)
     with pytest.raises(StorageError, match=r"BTCUSDT.*No space left"):
         s.write("BTCUSDT", frame(T0, 1000, 2.0), None)
     monkeypatch.undo()
