@@ -146,6 +146,27 @@ async def _strategy(args: argparse.Namespace) -> None:
             await calc.calc_all_factors(run_time)
 
 
+async def _bus_strategy(args: argparse.Namespace) -> None:
+    """A strategy process of a desk on the live bus (v3): the window filled from disk once,
+    then every period's factors from memory (``bmac_kit.subscribe`` + the streaming
+    calculator), no file read at the boundary."""
+    import trio
+
+    from bmac_kit import subscribe
+    from bmac_kit.streaming import BmacStreamingCalculator
+    from bmac_trio.store.layout import MANIFEST_DIR
+
+    manifests = Path(args.base) / "usdt_perp_1m" / MANIFEST_DIR
+    while not manifests.is_dir() or not any(manifests.iterdir()):  # noqa: ASYNC110
+        # the history is not on disk yet (the first manifest follows it); another process's
+        # files: nothing to wait on but the directory itself
+        await trio.sleep(2)
+    async with subscribe(args.base) as market:
+        calc = BmacStreamingCalculator(market, [("PctChg", 100), ("Ema", 20), ("Rsi", 14)])
+        async for _ in calc.results():
+            pass
+
+
 def _burn() -> None:
     """Keep one core busy until killed."""
     while True:
@@ -195,9 +216,10 @@ def _desk_load(args: argparse.Namespace, spec: str, tmp: Path, base: Path) -> li
         sys.executable,
         __file__,
     ]
-    commands = [
-        [*me, "--strategy", "--base", str(base), "--clock", spec] for _ in range(args.strategies)
-    ]
+    strategy = [*me, "--strategy", "--base", str(base), "--clock", spec]
+    if args.strategies_on_bus:
+        strategy.append("--strategies-on-bus")
+    commands = [strategy for _ in range(args.strategies)]
     commands.append([*me, "--burn"])
     if args.second_recorder:
         other = tmp / "second_recorder"
@@ -267,6 +289,11 @@ def main() -> None:
         help="run the busy desk's strategies and burner under this niceness (--load)",
     )
     parser.add_argument(
+        "--strategies-on-bus",
+        action="store_true",
+        help="--load: the strategies take each period from the live bus, not the files",
+    )
+    parser.add_argument(
         "--nice-sims",
         type=int,
         default=0,
@@ -292,7 +319,7 @@ def main() -> None:
     if args.strategy:
         import trio
 
-        trio.run(_strategy, args)
+        trio.run(_bus_strategy if args.strategies_on_bus else _strategy, args)
         return
     if args.burn:
         _burn()
