@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import math
 import os
@@ -55,6 +56,31 @@ def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
     return ordered[index]
+
+
+class _GcPauses:
+    """The garbage collector's pauses per generation (a gc.callbacks hook): every thread of
+    the recorder waits while one runs."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self.started)
+
+    def summary(self, periods: int) -> dict[str, object]:
+        return {
+            f"gen{g}": {
+                "per_period": round(len(p) / periods, 1),
+                "max_ms": round(max(p, default=0.0) * 1000, 2),
+                "total_ms_per_period": round(sum(p) * 1000 / periods, 1),
+            }
+            for g, p in self.pauses.items()
+        }
 
 
 async def _record(args: argparse.Namespace) -> dict[str, object]:
@@ -97,6 +123,8 @@ async def _record(args: argparse.Namespace) -> dict[str, object]:
         first = config.interval.add(config.interval.floor(clock.now_ms()), 1)
         await clock.sleep_until_ms(first)
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        pauses = _GcPauses()
+        gc.callbacks.append(pauses)
         wanted = [config.interval.add(first, i + 1) for i in range(args.periods)]
         await handle.wait_until(lambda h: all(r in h.stats.completed for r in wanted))
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -109,6 +137,9 @@ async def _record(args: argparse.Namespace) -> dict[str, object]:
         cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
         result["cpu_s_per_period"] = cpu / args.periods
         result["writes"] = stats.writes
+        gc.callbacks.remove(pauses)
+        result["gc"] = pauses.summary(args.periods)
+        result["gc_objects"] = len(gc.get_objects())
         handle.stop()
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
@@ -388,6 +419,7 @@ def main() -> None:
                 )
                 print(line)
                 print(f"         lags (ms): {lags}")
+                print(f"         gc pauses: {r['gc']}, objects tracked {r['gc_objects']}")
                 _print_stages(f"{save_type} {mode}", r.get("stages_ms", []), lags)
                 summary.append(line)
         if len(summary) > 1:
