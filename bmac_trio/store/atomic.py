@@ -192,8 +192,8 @@ def _pandas_metadata(schema: pa.Schema, index: str) -> bytes:
 
 
 def _encode_with_pandas_index(df: pl.DataFrame, save_type: SaveType, index: str) -> pa.Buffer:
-    """The file's bytes, encoded in memory (then written through the temp file's descriptor:
-    no second open of the file, and the encoder's output is one write)."""
+    """The file's bytes, encoded in memory, to be written through the temp file's descriptor
+    (the one that is fsynced) rather than by reopening it by path."""
     table = df.to_arrow()
     table = table.replace_schema_metadata({"pandas": _pandas_metadata(table.schema, index)})
     sink = pa.BufferOutputStream()
@@ -256,8 +256,8 @@ def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None
 
 
 def _write_all(fd: int, data: bytes | pa.Buffer) -> None:
-    """All of ``data`` through ``fd`` (the descriptor that created the temp file: no second
-    open, which was most of a ready file's cost)."""
+    """All of ``data`` through ``fd``, the descriptor that created the temp file (the one that
+    is fsynced), so the temp file is opened once."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
