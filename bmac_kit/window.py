@@ -29,6 +29,7 @@ import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 import orjson
@@ -55,6 +56,10 @@ def _fixed_interval(interval: str | Interval) -> Interval:
         msg = f"MarketWindow needs a fixed-length interval, got {parsed.name!r}"
         raise ValueError(msg)
     return parsed
+
+
+#: Symbol lists at least this long have their slots cached (a period's, the whole market's).
+_CACHED_LOOKUP_MIN: Final = 64
 
 
 class MarketWindow:
@@ -250,13 +255,15 @@ class MarketWindow:
     def slots_of(self, symbols: Iterable[str]) -> np.ndarray:
         """The array row of each symbol, -1 for a symbol not held (a new array)."""
         key = tuple(symbols)
-        slots = self._slots_cache.get(key)  # the same lists come every period
+        slots = self._slots_cache.get(key)  # the same whole-market lists come every period
         if slots is None:
             get = self._slots.get
             slots = np.fromiter((get(s, -1) for s in key), np.int64, len(key))
-            if len(self._slots_cache) >= 8:
-                self._slots_cache.clear()
-            if len(key) <= 2 * len(self._slots) + 64:
+            # only long lists: the bus's small batches of candles differ every time, and
+            # caching them evicted the period's list (500 lookups again, 0.1 ms)
+            if _CACHED_LOOKUP_MIN <= len(key) <= 2 * len(self._slots) + 64:
+                if len(self._slots_cache) >= 8:
+                    self._slots_cache.clear()
                 self._slots_cache[key] = slots
         return slots.copy()
 
@@ -541,9 +548,13 @@ def _arrays(candles: pl.DataFrame) -> dict[str, np.ndarray]:
 
 
 def _epoch_ms(series: pl.Series) -> np.ndarray:
-    """A datetime column as int64 epoch milliseconds."""
-    if getattr(series.dtype, "time_unit", None) == "ms":
-        return series.to_physical().to_numpy()
+    """A datetime column as int64 epoch milliseconds.
+
+    ``to_numpy().view``: copy-free and outside polars' query engine (``to_physical`` goes
+    through a lazy query, 40-120 us a call: a third of applying a period's frame).
+    """
+    if getattr(series.dtype, "time_unit", None) == "ms" and not series.null_count():
+        return series.to_numpy().view(np.int64)
     return series.dt.epoch("ms").to_numpy().astype(np.int64)
 
 
