@@ -36,7 +36,7 @@ import orjson
 import polars as pl
 
 from bmac_kit._reader import CandleFileReader, MarketFrame, read_market
-from bmac_trio.binance.candles import CANDLE_SCHEMA, FLOAT_COLUMNS
+from bmac_trio.binance.candles import CANDLE_SCHEMA, FLOAT_COLUMNS, epoch_ms
 from bmac_trio.binance.intervals import Interval, parse_interval
 from bmac_trio.store.layout import META_FILE
 
@@ -181,7 +181,7 @@ class MarketWindow:
 
     def _all_held(self, candles: pl.DataFrame) -> bool:
         """Each row is its symbol's newest candle held (checked on two columns only)."""
-        ends = _epoch_ms(candles.get_column("candle_end_time"))
+        ends = epoch_ms(candles.get_column("candle_end_time")).to_numpy()
         slots = self.slots_of(candles.get_column("symbol").to_list())
         return bool((slots >= 0).all() and (self._last_end[slots] == ends).all())
 
@@ -538,24 +538,13 @@ def _arrays(candles: pl.DataFrame) -> dict[str, np.ndarray]:
     """
     out: dict[str, np.ndarray] = {}
     for column in TIME_COLUMNS:
-        out[column] = _epoch_ms(candles.get_column(column))
+        out[column] = epoch_ms(candles.get_column(column)).to_numpy()
     for column in FLOAT_COLUMNS:
         series = candles.get_column(column)
         if series.dtype != pl.Float64:
             series = series.cast(pl.Float64)
         out[column] = series.to_numpy()
     return out
-
-
-def _epoch_ms(series: pl.Series) -> np.ndarray:
-    """A datetime column as int64 epoch milliseconds.
-
-    ``to_numpy().view``: copy-free and outside polars' query engine (``to_physical`` goes
-    through a lazy query, 40-120 us a call: a third of applying a period's frame).
-    """
-    if getattr(series.dtype, "time_unit", None) == "ms" and not series.null_count():
-        return series.to_numpy().view(np.int64)
-    return series.dt.epoch("ms").to_numpy().astype(np.int64)
 
 
 def _series(

@@ -24,7 +24,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from bmac_trio.binance.candles import FLOAT_COLUMNS, Candle
+from bmac_trio.binance.candles import FLOAT_COLUMNS, Candle, epoch_ms
 from bmac_trio.binance.symbols import is_safe_symbol
 from bmac_trio.bus import messages as bus
 from bmac_trio.errors import BusProtocolError
@@ -163,7 +163,7 @@ def decode(suffix: str, headers: dict[str, str] | None, body: bytes) -> Decoded:
 
 def frame_candles(frame: Any) -> list[Candle]:
     """The rows of a bus frame (``symbol`` + candle columns) as candles."""
-    opens = frame["candle_begin_time"].dt.epoch("ms").to_list()
+    opens = epoch_ms(frame["candle_begin_time"]).to_list()
     symbols = frame["symbol"].to_list()
     columns = {name: frame[name].to_list() for name in FLOAT_COLUMNS}
     return [

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import trio
 
-from bmac_trio.binance.candles import Candle, candles_to_frame
+from bmac_trio.binance.candles import Candle, candles_to_frame, epoch_ms
 from bmac_trio.binance.intervals import parse_interval
 from bmac_trio.bus import messages as bus, nats_codec as codec
 from bmac_trio.clock import unix_us
@@ -204,7 +204,7 @@ class Follower:
             frame = store.merge(base, candles_to_frame(candles, store.interval))
             if frame.n_chunks() > 16:
                 frame = frame.rechunk()
-            last_open = int(frame["candle_begin_time"].dt.epoch("ms")[-1])
+            last_open = int(epoch_ms(frame["candle_begin_time"])[-1])
             store.write(symbol, frame, store.interval.end(last_open))
             return frame
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from bmac_trio.binance.candles import FLOAT_COLUMNS, Candle
+from bmac_trio.binance.candles import FLOAT_COLUMNS, Candle, epoch_ms
 from bmac_trio.bus import messages as bus, nats_codec as codec
 from bmac_trio.clock import unix_us
 from bmac_trio.errors import BusUnavailable
@@ -364,7 +364,7 @@ class NatsPublisher:
 
 
 def _candles_after(symbol: str, frame: pl.DataFrame, after_ms: int | None) -> list[Candle]:
-    opens = frame["candle_begin_time"].dt.epoch("ms").to_list()
+    opens = epoch_ms(frame["candle_begin_time"]).to_list()
     start = 0
     if after_ms is not None:
         while start < len(opens) and opens[start] <= after_ms:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from bmac_trio.binance.candles import epoch_ms
 from bmac_trio.errors import StorageError
 from bmac_trio.recorder.book import find_holes
 from bmac_trio.recorder.events import SetSymbols
@@ -182,7 +183,7 @@ class SymbolRoster:
             last[symbol] = None
             if frame is not None and frame.height:
                 self.writer.frames[symbol] = frame
-                opens = frame["candle_begin_time"].dt.epoch("ms").to_list()
+                opens = epoch_ms(frame["candle_begin_time"]).to_list()
                 last[symbol] = opens[-1]
                 holes[symbol] = find_holes(opens, self.interval, window_start)
         return self.book.add_symbols(

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from bmac_trio.binance.candles import epoch_ms
 from bmac_trio.binance.protocol import Candle, candles_to_frame
 from bmac_trio.errors import StorageError
 from bmac_trio.store.atomic import WriteStages
@@ -162,7 +163,7 @@ class SymbolWriter:
                 # and rechunking 0.05 ms: every period's write starts contiguous
                 frame = frame.rechunk()
         assert frame is not None
-        last_open = int(frame["candle_begin_time"].dt.epoch("ms")[-1])
+        last_open = int(epoch_ms(frame["candle_begin_time"])[-1])
         stages.mark("merge")
         recreated = False
         try:

@@ -55,6 +55,7 @@ import polars as pl
 import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 
+from bmac_trio.binance.candles import epoch_ms
 from bmac_trio.binance.intervals import Interval
 from bmac_trio.binance.symbols import check_symbol, is_safe_symbol
 from bmac_trio.errors import StorageError
@@ -287,9 +288,10 @@ class CandleStore:
         elif new.height == 0:
             combined = old
         else:
-            old_last = old["candle_begin_time"][-1]
+            old_last = epoch_ms(old["candle_begin_time"])[-1]
             new_times = new["candle_begin_time"]
-            if new_times[0] > old_last and (new.height == 1 or _strictly_ascending(new_times)):
+            ascending = new.height == 1 or _strictly_ascending(new_times)
+            if epoch_ms(new_times)[0] > old_last and ascending:
                 if old.schema == new.schema:  # the usual append: vstack is 50x cheaper
                     return old.vstack(new).tail(self.num_candles)
                 return pl.concat([old, new], how="vertical").tail(self.num_candles)
@@ -507,25 +509,24 @@ class CandleStore:
 
 
 def _strictly_ascending(times: pl.Series) -> bool:
-    return bool((times.diff().drop_nulls().dt.total_milliseconds() > 0).all())
+    ms = epoch_ms(times)
+    return bool((ms.slice(1) > ms.slice(0, len(ms) - 1)).all())
 
 
 def _holds_end(frame: pl.DataFrame, run_time_ms: int) -> bool:
     if frame.height == 0:
         return False
-    ends = frame["candle_end_time"]
-    if ends.dt.epoch("ms")[-1] == run_time_ms:
-        return True
-    return bool((ends.dt.epoch("ms") == run_time_ms).any())
+    ends = epoch_ms(frame["candle_end_time"])
+    return bool(ends[-1] == run_time_ms or (ends == run_time_ms).any())
 
 
 def _frame_problem(frame: pl.DataFrame) -> str | None:
     if frame.schema != CANDLE_SCHEMA:
         return f"not in the candle schema ({dict(frame.schema)})"
-    if frame.height > 1 and not _strictly_ascending(frame["candle_begin_time"]):
-        return "not sorted and unique by candle_begin_time"
     if frame["candle_begin_time"].null_count():
         return "holding null candle times"
+    if frame.height > 1 and not _strictly_ascending(frame["candle_begin_time"]):
+        return "not sorted and unique by candle_begin_time"
     return None
 
 
@@ -550,7 +551,7 @@ def _last_open_ms(path: Path, save_type: SaveType) -> int | None:
             frame = pl.from_arrow(batch.select(["candle_begin_time"]))  # type: ignore[assignment]
     if frame.height == 0:
         return None
-    return int(frame["candle_begin_time"].dt.epoch("ms")[-1])
+    return int(epoch_ms(frame["candle_begin_time"])[-1])
 
 
 def _to_ms(value: object) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bmac_trio.binance.candles import epoch_ms
 from bmac_trio.binance.intervals import Interval
 from bmac_trio.binance.symbols import is_safe_symbol
 from bmac_trio.store.candles import _frame_problem, _parse_frame
@@ -63,7 +64,7 @@ def inspect_candle_dir(directory: Path, save_type: SaveType, interval: Interval)
         elif frame.height == 0:
             corrupt[symbol] = "empty (no candles)"
         else:
-            last[symbol] = int(frame["candle_begin_time"].dt.epoch("ms")[-1])
+            last[symbol] = int(epoch_ms(frame["candle_begin_time"])[-1])
     newest = max(last.values(), default=None)
     behind = None if newest is None else interval.add(newest, -1)
     stale = {} if behind is None else {s: t for s, t in last.items() if t < behind}
