@@ -389,21 +389,39 @@ class CandleStore:
         return sorted(t for t in self._ready_index().get(symbol, {}).values() if t is not None)
 
     def _mark_ready(self, symbol: str, run_time_ms: int) -> None:
+        """Announce ``run_time_ms`` for ``symbol`` and drop its older ready files.
+
+        The previous period's ready file is *renamed* to the new name and its stamp rewritten
+        in place, rather than a new file created beside it and the old one unlinked: creating
+        a file costs a journal transaction (0.4 ms while the data files' fsyncs run), a rename
+        is one step, and the swap is atomic (always exactly one ready file). Readers test
+        existence (BMAC's protocol); the stamp, the write time, is informational and the same
+        length every time, so its rewrite is a single 17-byte write. The first ready file of a
+        symbol, or one whose predecessor vanished, is created the atomic way.
+        """
         target = ready_file(self.directory, symbol, run_time_ms, self.tz)
         with self._lock:
-            existing = self._ready_index_locked().get(symbol, {})
-            if any(t is not None and t > run_time_ms for t in existing.values()):
+            files = self._ready_index_locked().get(symbol, {})
+            if any(t is not None and t > run_time_ms for t in files.values()):
                 return  # a newer period is already announced
-        stamp = f"{self._stamp_ms() / 1000:.6f}".encode()
-        write_bytes_atomic(target, stamp, durable=False)
-        with self._lock:
-            files = self._ready_index_locked().setdefault(symbol, {})
             stale = [
                 name
                 for name, t in files.items()
                 if name != target.name and (t is None or t < run_time_ms)
             ]
-            for name in stale:
+            exists = target.name in files
+        stamp = f"{self._stamp_ms() / 1000:.6f}".encode()
+        if exists:
+            done = _restamp(target, stamp)
+        else:
+            done = bool(stale) and _rename_ready(self.directory / stale.pop(), target, stamp)
+        if not done:
+            write_bytes_atomic(target, stamp, durable=False)
+        with self._lock:
+            files = self._ready_index_locked().setdefault(symbol, {})
+            for name in [
+                n for n, t in files.items() if n != target.name and (t is None or t < run_time_ms)
+            ]:
                 del files[name]
             files[target.name] = run_time_ms
         for name in stale:
@@ -506,6 +524,36 @@ class CandleStore:
         return cleanup_temp_files(self.directory) + cleanup_temp_files(
             self.directory / MANIFEST_DIR
         )
+
+
+def _rename_ready(stale: Path, target: Path, stamp: bytes) -> bool:
+    """``stale`` renamed to ``target`` with ``stamp`` written in; False if ``stale`` is gone."""
+    try:
+        os.rename(stale, target)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StorageError(f"cannot rename {stale} to {target.name}: {exc.strerror}") from exc
+    return _restamp(target, stamp)
+
+
+def _restamp(path: Path, stamp: bytes) -> bool:
+    """Write ``stamp`` over the ready file ``path`` in place; False if it is gone."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {exc.strerror}") from exc
+    try:
+        os.pwrite(fd, stamp, 0)
+        if os.fstat(fd).st_size > len(stamp):  # a longer older stamp (BMAC's str(float))
+            os.ftruncate(fd, len(stamp))
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+    return True
 
 
 def _strictly_ascending(times: pl.Series) -> bool:

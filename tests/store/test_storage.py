@@ -234,6 +234,35 @@ def test_ready_files_follow_bmac_rules(tmp_path: Path) -> None:
     assert len(list(tmp_path.glob("*.ready"))) == 1
 
 
+def test_the_next_ready_file_is_the_previous_one_renamed_with_a_new_stamp(tmp_path: Path) -> None:
+    """No file is created per period (a journal transaction each): the previous ready file is
+    renamed and restamped. BMAC's longer stamps are cut to ours; a vanished predecessor or a
+    first period falls back to a fresh atomic file."""
+    stamps = iter([1_721_216_400_123, 1_721_216_700_456, 1_721_217_000_789, 1_721_217_300_000])
+    s = CandleStore(tmp_path, "parquet", HK, 10, IV, stamp_ms=lambda: next(stamps))
+    runs = [IV.end(IV.add(T0, i)) for i in range(4)]
+    s.write("BTCUSDT", frame(T0, 1), runs[0])
+    first = tmp_path / "BTCUSDT_20240717_194000.ready"
+    inode = first.stat().st_ino
+    first.write_text("1721216400.1230001234")  # as BMAC wrote it: str(float), longer than ours
+    s.write("BTCUSDT", frame(T0, 2), runs[1])
+    second = tmp_path / "BTCUSDT_20240717_194500.ready"
+    assert sorted(p.name for p in tmp_path.glob("*.ready")) == [second.name]
+    assert second.stat().st_ino == inode  # renamed, not created
+    assert second.read_text() == "1721216700.456000"
+    second.unlink()  # someone removed it: the next period is created afresh
+    s.write("BTCUSDT", frame(T0, 3), runs[2])
+    third = tmp_path / "BTCUSDT_20240717_195000.ready"
+    assert third.read_text() == "1721217000.789000"
+    assert s.ready_run_times("BTCUSDT") == [runs[2]]
+    # the same period written again (a refill that still holds it) is restamped in place
+    inode = third.stat().st_ino
+    s.write("BTCUSDT", frame(T0, 3), runs[2])
+    assert third.read_text() == "1721217300.000000"
+    assert third.stat().st_ino == inode
+    assert [p.name for p in tmp_path.glob(".*")] == []  # no temp file left
+
+
 def test_ready_files_of_prefix_symbols_are_separate(tmp_path: Path) -> None:
     s = CandleStore(tmp_path, "parquet", ZoneInfo("UTC"), 10, IV)
     run = IV.end(T0)
