@@ -108,7 +108,7 @@ async def _record(args: argparse.Namespace) -> dict[str, object]:
     }
     await (base / "config.json").write_bytes(orjson.dumps(config_keys))
     config = load_config(Path(base))
-    options = RecorderOptions(write_threads=args.write_threads)
+    options = RecorderOptions(write_threads=args.write_threads, freeze_gc=not args.no_freeze_gc)
     result: dict[str, object] = {"save_type": args.one}
     async with trio.open_nursery() as nursery:
         handle = await nursery.start(partial(run_recorder, config, clock=clock, options=options))
@@ -303,6 +303,11 @@ def main() -> None:
     parser.add_argument("--save-types", default="parquet,feather")
     parser.add_argument("--profile", action="store_true", help="cProfile the recorder (stderr)")
     parser.add_argument(
+        "--no-freeze-gc",
+        action="store_true",
+        help="leave the collector as it is after the history (bmac-trio run freezes it)",
+    )
+    parser.add_argument(
         "--load", action="store_true", help="measure idle, then on a busy desk, side by side"
     )
     parser.add_argument("--strategies", type=int, default=3, help="strategy processes (--load)")
@@ -396,6 +401,7 @@ def main() -> None:
                         "--candles", str(args.candles), "--periods", str(args.periods),
                         "--write-threads", str(args.write_threads),
                         *(["--profile"] if args.profile else []),
+                        *(["--no-freeze-gc"] if args.no_freeze_gc else []),
                         *(
                             ["--switch-interval", str(args.switch_interval)]
                             if args.switch_interval is not None

@@ -202,7 +202,7 @@ async def _main(
                 alerter=alerter,
                 metrics=metrics,
                 status=status,
-                options=RecorderOptions(handle_signals=True, early_signals=early),
+                options=RecorderOptions(handle_signals=True, early_signals=early, freeze_gc=True),
             )
             nursery.cancel_scope.cancel()
 

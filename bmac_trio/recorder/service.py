@@ -31,6 +31,7 @@ after a backoff in a fresh nursery (no zombie tasks, BMAC bug 2) without wiping 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import signal
@@ -90,6 +91,9 @@ class RecorderOptions:
     bus_hwm: int = DEFAULT_HWM
     #: Kernel send buffer per bus subscriber in bytes (0: the OS default; tests shrink it).
     bus_sndbuf: int = 0
+    #: ``gc.freeze()`` once the start-up history is on disk (``bmac-trio run`` sets it; off
+    #: for a recorder embedded in another process, whose collector is not ours to change).
+    freeze_gc: bool = False
 
 
 @dataclass(slots=True)
@@ -392,6 +396,21 @@ def _bus_hooks(handle: RecorderHandle) -> FanOut | None:
     return FanOut(publishers) if publishers else None
 
 
+async def _freeze_gc_after_history(handle: RecorderHandle) -> None:
+    """Once the history is on disk, move every object alive then (modules, config, the
+    symbols' frames) into the collector's permanent generation.
+
+    A full collection scanned all of them at every gen2 pass: 32 ms on an idle box, up to
+    153 ms on a busy one, each a pause of the event loop and the writers at a boundary. Frozen,
+    the passes scan only what the live phase allocates. One collection first, so no garbage is
+    frozen with them.
+    """
+    await handle.wait_until(lambda h: h.stats.history_finished is not None)
+    gc.collect()
+    gc.freeze()
+    log.info("garbage collector: %d objects of the start-up frozen", gc.get_freeze_count())
+
+
 async def _live(
     run: _Run, http: httpx.AsyncClient, store: Any, exginfo_store: Any, budget: Any
 ) -> None:
@@ -466,6 +485,8 @@ async def _live(
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(partial(run_dispatcher, inbox=inbox_recv, dispatcher=dispatcher))
+        if options.freeze_gc:
+            nursery.start_soon(_freeze_gc_after_history, handle)
         with inbox_send:
             async with trio.open_nursery() as producers:
                 with stopper.guard(producers.cancel_scope), fetch_recv:

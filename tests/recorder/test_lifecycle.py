@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 from functools import partial
 from pathlib import Path
 
@@ -301,3 +303,25 @@ async def test_unexpected_error_restarts_the_live_phase_keeping_the_data(tmp_pat
                 assert kinds.count("recovered") == 1  # once, after the crash, not every period
                 assert kinds.index("crash") < kinds.index("recovered")
                 handle.stop()
+
+
+async def test_the_start_up_objects_are_frozen_after_the_history_when_asked(
+    tmp_path: Path,
+) -> None:
+    """``bmac-trio run`` freezes the collector's view of the start-up once the history is on
+    disk (full collections then scan only the live phase's objects); an embedded recorder
+    leaves the host process's collector alone unless asked."""
+    gc.unfreeze()
+    options = dataclasses.replace(FAST_OPTIONS, freeze_gc=True)
+    try:
+        with trio.fail_after(30):
+            async with recording(
+                tmp_path, SimConfig(market="um", symbols=4, seed=23), options=options, **UM
+            ) as env:
+                await env.history()
+                await env.periods(1)  # the freeze runs in the recorder's nursery meanwhile
+                assert gc.get_freeze_count() > 1000
+                assert_matches_truth(env, through_ms=env.handle.stats.completed[-1])
+    finally:
+        gc.unfreeze()
+    assert FAST_OPTIONS.freeze_gc is False
