@@ -442,14 +442,18 @@ def candle_events_to_frame(events: Iterable[CandleEvent]) -> pl.DataFrame:
 
 
 def _from_columns(columns: dict[str, list[Any]]) -> pl.DataFrame:
-    frame = pl.DataFrame(
-        columns,
-        schema={"symbol": pl.String, "candle_begin_time": pl.Int64, "candle_end_time": pl.Int64}
-        | {name: pl.Float64 for name in FLOAT_COLUMNS},
-    )
-    return frame.with_columns(
-        pl.col("candle_begin_time").cast(CANDLE_SCHEMA["candle_begin_time"]),
-        pl.col("candle_end_time").cast(CANDLE_SCHEMA["candle_end_time"]),
+    """Series by Series: a ``with_columns`` cast is a query through polars' engine, whose
+    threads are slow to wake on a busy machine (the subscriber builds one per batch)."""
+    times = {
+        name: pl.Series(name, columns[name], dtype=pl.Int64).cast(CANDLE_SCHEMA[name])
+        for name in ("candle_begin_time", "candle_end_time")
+    }
+    return pl.DataFrame(
+        [
+            pl.Series("symbol", columns["symbol"], dtype=pl.String),
+            *times.values(),
+            *(pl.Series(name, columns[name], dtype=pl.Float64) for name in FLOAT_COLUMNS),
+        ]
     )
 
 

@@ -281,3 +281,32 @@ async def test_leaving_early_closes_the_markets_period_stream(
             assert result.run_time_ms == T0 + FIVE_MIN
             break
     assert market.closed
+
+
+def test_the_period_frame_itself_heads_the_result_when_it_matches(
+    datadir: Any, make_candles: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bus sends the period's candles sorted by symbol, one per symbol: the result is
+    built on that frame instead of gathering the rows out of the window again. Any other
+    frame (another order, more rows) goes the window's way; both give the same result."""
+    for seed, symbol in enumerate(("AUSDT", "BUSDT", "CUSDT"), start=1):
+        datadir.write_symbol(symbol, make_candles(30, end_ms=T0, seed=seed))
+    window = MarketWindow.from_directory(datadir.base)
+    calc = BmacStreamingCalculator(ReplayMarket(window, []), CFGS)
+    frame = window.period_frame(T0)
+    assert frame.get_column("symbol").to_list() == ["AUSDT", "BUSDT", "CUSDT"]
+    run_time = datetime.fromtimestamp(T0 / 1000, UTC)
+    gathered = []
+    rows_at = window.rows_at
+    monkeypatch.setattr(window, "rows_at", lambda *a: gathered.append(a) or rows_at(*a))
+
+    def result_of(candles: pl.DataFrame) -> pl.DataFrame:
+        period = ReplayPeriod(run_time, candles, ("AUSDT", "BUSDT", "CUSDT"), ())
+        return calc.calc_period(period).frame
+
+    reused = result_of(frame)
+    assert gathered == []
+    rebuilt = result_of(frame.reverse())
+    assert len(gathered) == 1
+    assert reused.equals(rebuilt)
+    assert reused.columns == ["symbol", *frame.columns[1:], *(f"{n}_{p}" for n, p in CFGS)]
