@@ -33,6 +33,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bmac_trio.recorder.service import RecorderOptions
 
 START_MS = 1_767_225_600_000 + 30_000  # 2026-01-01 00:00:30 UTC
 MINUTE = 60_000
@@ -50,6 +54,14 @@ def _line(data: dict[str, object]) -> None:
 # --------------------------------------------------------------------------- the recorder
 
 
+def _options(args: argparse.Namespace) -> RecorderOptions:
+    """What ``bmac-trio run`` uses, with ``--switch-interval`` if given."""
+    from bmac_trio.recorder.service import RecorderOptions
+
+    switch = {} if args.switch_interval is None else {"switch_interval_s": args.switch_interval}
+    return RecorderOptions.standalone(**switch)
+
+
 async def _recorder(args: argparse.Namespace) -> None:
     import logging
     from functools import partial
@@ -58,7 +70,7 @@ async def _recorder(args: argparse.Namespace) -> None:
     import trio
 
     from bmac_trio.clock import parse_clock_spec
-    from bmac_trio.recorder.service import RecorderOptions, run_recorder
+    from bmac_trio.recorder.service import run_recorder
     from bmac_trio.store.config import load_config
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -77,7 +89,7 @@ async def _recorder(args: argparse.Namespace) -> None:
     config = load_config(base)
     async with trio.open_nursery() as nursery:
         handle = await nursery.start(
-            partial(run_recorder, config, clock=clock, options=RecorderOptions())
+            partial(run_recorder, config, clock=clock, options=_options(args))
         )
         await handle.wait_until(lambda h: h.stats.history_finished is not None)
         _line({"event": "history", "symbols": len(handle.symbols)})
@@ -219,6 +231,11 @@ def main() -> None:
     parser.add_argument("--candles", type=int, default=100)
     parser.add_argument("--periods", type=int, default=4, help="measured periods per phase")
     parser.add_argument("--speed", type=float, default=4.0)
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        help="the recorder's sys.setswitchinterval (bmac-trio run's: 0.0005 s)",
+    )
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
     parser.add_argument("--clock", help=argparse.SUPPRESS)
@@ -263,7 +280,9 @@ def main() -> None:
             me = [sys.executable, __file__]
             recorder = Child(
                 [*me, "--role", "recorder", *common, "--rest-url", rest_url, "--ws-url", ws_url,
-                 "--candles", str(args.candles)]
+                 "--candles", str(args.candles),
+                 *([] if args.switch_interval is None
+                   else ["--switch-interval", str(args.switch_interval)])]
             )  # fmt: skip
             children.append(recorder)
             [history] = recorder.events("history", 1)

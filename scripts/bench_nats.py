@@ -88,7 +88,7 @@ async def _record(args: argparse.Namespace) -> dict[str, object]:
     result: dict[str, object] = {}
     async with trio.open_nursery() as nursery:
         handle = await nursery.start(
-            partial(run_recorder, config, clock=clock, options=RecorderOptions())
+            partial(run_recorder, config, clock=clock, options=RecorderOptions.standalone())
         )
         await handle.wait_until(lambda h: h.stats.history_finished is not None)
         if handle.nats is not None:

@@ -108,7 +108,10 @@ async def _record(args: argparse.Namespace) -> dict[str, object]:
     }
     await (base / "config.json").write_bytes(orjson.dumps(config_keys))
     config = load_config(Path(base))
-    options = RecorderOptions(write_threads=args.write_threads, freeze_gc=not args.no_freeze_gc)
+    switch = {} if args.switch_interval is None else {"switch_interval_s": args.switch_interval}
+    options = RecorderOptions.standalone(
+        write_threads=args.write_threads, freeze_gc=not args.no_freeze_gc, **switch
+    )
     result: dict[str, object] = {"save_type": args.one}
     async with trio.open_nursery() as nursery:
         handle = await nursery.start(partial(run_recorder, config, clock=clock, options=options))

@@ -202,7 +202,7 @@ async def _main(
                 alerter=alerter,
                 metrics=metrics,
                 status=status,
-                options=RecorderOptions(handle_signals=True, early_signals=early, freeze_gc=True),
+                options=RecorderOptions.standalone(handle_signals=True, early_signals=early),
             )
             nursery.cancel_scope.cancel()
 

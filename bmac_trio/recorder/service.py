@@ -35,6 +35,7 @@ import gc
 import logging
 import math
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -94,6 +95,16 @@ class RecorderOptions:
     #: ``gc.freeze()`` once the start-up history is on disk (``bmac-trio run`` sets it; off
     #: for a recorder embedded in another process, whose collector is not ours to change).
     freeze_gc: bool = False
+    #: ``sys.setswitchinterval`` for the process (``None``: leave it). At a boundary the event
+    #: loop waits for the GIL behind the writer threads; a shorter interval hands it back
+    #: sooner (bus candle p99 197-274 ms against 379-1358 ms at CPython's 5 ms, bench_bus).
+    switch_interval_s: float | None = None
+
+    @classmethod
+    def standalone(cls, **changes: Any) -> RecorderOptions:
+        """The options of a recorder that owns its process (``bmac-trio run``, the benchmarks):
+        the collector frozen after the history and a 0.5 ms GIL switch interval."""
+        return cls(**({"freeze_gc": True, "switch_interval_s": 0.0005} | changes))
 
 
 @dataclass(slots=True)
@@ -218,6 +229,8 @@ async def run_recorder(
     under way. Returns normally after a graceful stop.
     """
     options = options or RecorderOptions()
+    if options.switch_interval_s is not None:
+        sys.setswitchinterval(options.switch_interval_s)
     handle = RecorderHandle(config=config)
     stopper = _Stopper()
     handle._stop = stopper.stop

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import trio
 
 from bmac_trio.cli.run import check, run
 from bmac_trio.ops.alerts import NullAlerter
-from bmac_trio.recorder.service import run_recorder
+from bmac_trio.recorder.service import RecorderOptions, run_recorder
 from bmac_trio.sim import SimConfig
 from bmac_trio.store.config import load_config
 from bmac_trio.store.layout import DELISTED_DIR, data_file
@@ -305,14 +306,16 @@ async def test_unexpected_error_restarts_the_live_phase_keeping_the_data(tmp_pat
                 handle.stop()
 
 
-async def test_the_start_up_objects_are_frozen_after_the_history_when_asked(
+async def test_a_standalone_recorder_freezes_the_start_up_and_shortens_the_gil_switch(
     tmp_path: Path,
 ) -> None:
     """``bmac-trio run`` freezes the collector's view of the start-up once the history is on
-    disk (full collections then scan only the live phase's objects); an embedded recorder
-    leaves the host process's collector alone unless asked."""
+    disk (full collections then scan only the live phase's objects) and sets a 0.5 ms GIL
+    switch interval; an embedded recorder leaves the host process's settings alone unless
+    asked."""
     gc.unfreeze()
-    options = dataclasses.replace(FAST_OPTIONS, freeze_gc=True)
+    switch = sys.getswitchinterval()
+    options = dataclasses.replace(FAST_OPTIONS, freeze_gc=True, switch_interval_s=0.0005)
     try:
         with trio.fail_after(30):
             async with recording(
@@ -321,7 +324,14 @@ async def test_the_start_up_objects_are_frozen_after_the_history_when_asked(
                 await env.history()
                 await env.periods(1)  # the freeze runs in the recorder's nursery meanwhile
                 assert gc.get_freeze_count() > 1000
+                assert sys.getswitchinterval() == pytest.approx(0.0005)
                 assert_matches_truth(env, through_ms=env.handle.stats.completed[-1])
     finally:
         gc.unfreeze()
+        sys.setswitchinterval(switch)
     assert FAST_OPTIONS.freeze_gc is False
+    assert FAST_OPTIONS.switch_interval_s is None
+    # what `bmac-trio run` and the benchmarks use: both on, other knobs kept
+    standalone = RecorderOptions.standalone(write_threads=2)
+    assert (standalone.freeze_gc, standalone.switch_interval_s) == (True, 0.0005)
+    assert standalone.write_threads == 2
