@@ -422,6 +422,7 @@ async def _freeze_gc_after_history(handle: RecorderHandle) -> None:
     gc.collect()
     gc.freeze()
     log.info("garbage collector: %d objects of the start-up frozen", gc.get_freeze_count())
+    handle.poke()
 
 
 async def _live(
@@ -498,8 +499,6 @@ async def _live(
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(partial(run_dispatcher, inbox=inbox_recv, dispatcher=dispatcher))
-        if options.freeze_gc:
-            nursery.start_soon(_freeze_gc_after_history, handle)
         with inbox_send:
             async with trio.open_nursery() as producers:
                 with stopper.guard(producers.cancel_scope), fetch_recv:
@@ -526,6 +525,8 @@ async def _live(
                         )
                     )
                     await inbox_send.send(first)
+                    if options.freeze_gc:  # a producer: a stop during the history cancels it
+                        producers.start_soon(_freeze_gc_after_history, handle)
                     producers.start_soon(
                         lambda: run_alarm(
                             inbox=inbox_send.clone(),

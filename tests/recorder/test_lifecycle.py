@@ -322,8 +322,9 @@ async def test_a_standalone_recorder_freezes_the_start_up_and_shortens_the_gil_s
                 tmp_path, SimConfig(market="um", symbols=4, seed=23), options=options, **UM
             ) as env:
                 await env.history()
-                await env.periods(1)  # the freeze runs in the recorder's nursery meanwhile
+                await env.handle.wait_until(lambda _: gc.get_freeze_count() > 0)
                 assert gc.get_freeze_count() > 1000
+                await env.periods(1)
                 assert sys.getswitchinterval() == pytest.approx(0.0005)
                 assert_matches_truth(env, through_ms=env.handle.stats.completed[-1])
     finally:
