@@ -232,23 +232,14 @@ class BmacStreamingCalculator:
     ) -> pl.DataFrame:
         """The result frame, in the batch calculator's column order; ``head``, when given, is
         its first columns (``symbol`` and the candles) already built."""
+        factors = [spec.column for spec in self._specs]
         if head is not None:
-            factors = [spec.column for spec in self._specs]
-            matrix = np.empty((len(factors), rows))
-            for i, name in enumerate(factors):
-                matrix[i] = columns[name]
-            return head.hstack(pl.from_numpy(matrix, schema=factors, orient="col"))
+            return head.hstack(_float_frame(columns, factors, rows))
         if self._batch or not rows:
-            order = ["symbol", *CANDLE_SCHEMA.names(), *(spec.column for spec in self._specs)]
+            order = ["symbol", *CANDLE_SCHEMA.names(), *factors]
             return pl.DataFrame(
                 [pl.Series(n, columns[n], dtype=_DTYPES.get(n, pl.Float64)) for n in order]
             )
-        # every float column in one 2-D array, one polars call (and no query engine, whose
-        # threads are slow to wake on a busy machine)
-        floats = [*FLOAT_COLUMNS, *(spec.column for spec in self._specs)]
-        matrix = np.empty((len(floats), rows))
-        for i, name in enumerate(floats):
-            matrix[i] = columns[name]
         head = pl.DataFrame(
             [self._symbol_series(columns["symbol"])]
             + [
@@ -256,7 +247,7 @@ class BmacStreamingCalculator:
                 for n in ("candle_begin_time", "candle_end_time")
             ]
         )
-        return head.hstack(pl.from_numpy(matrix, schema=floats, orient="col"))
+        return head.hstack(_float_frame(columns, [*FLOAT_COLUMNS, *factors], rows))
 
     def _symbol_series(self, symbols: list[str]) -> pl.Series:
         """The ``symbol`` column: the same symbols come every period, so built once."""
@@ -281,6 +272,15 @@ class BmacStreamingCalculator:
             ).select(result.columns)
         result = result.with_columns(_nan_for_null(self._batch))
         return {s.column: result.get_column(s.column) for s in self._batch}
+
+
+def _float_frame(columns: dict[str, Any], names: list[str], rows: int) -> pl.DataFrame:
+    """``columns[name]`` for ``names`` as float columns: one 2-D array, one polars call (and
+    no query engine, whose threads are slow to wake on a busy machine)."""
+    matrix = np.empty((len(names), rows))
+    for i, name in enumerate(names):
+        matrix[i] = columns[name]
+    return pl.from_numpy(matrix, schema=names, orient="col")
 
 
 def _candle_rows(candles: pl.DataFrame, symbols: list[str], run_ms: int) -> pl.DataFrame | None:

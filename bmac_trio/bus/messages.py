@@ -444,17 +444,12 @@ def candle_events_to_frame(events: Iterable[CandleEvent]) -> pl.DataFrame:
 def _from_columns(columns: dict[str, list[Any]]) -> pl.DataFrame:
     """Series by Series: a ``with_columns`` cast is a query through polars' engine, whose
     threads are slow to wake on a busy machine (the subscriber builds one per batch)."""
-    times = {
-        name: pl.Series(name, columns[name], dtype=pl.Int64).cast(CANDLE_SCHEMA[name])
+    times = [
+        pl.Series(name, columns[name], dtype=pl.Int64).cast(CANDLE_SCHEMA[name])
         for name in ("candle_begin_time", "candle_end_time")
-    }
-    return pl.DataFrame(
-        [
-            pl.Series("symbol", columns["symbol"], dtype=pl.String),
-            *times.values(),
-            *(pl.Series(name, columns[name], dtype=pl.Float64) for name in FLOAT_COLUMNS),
-        ]
-    )
+    ]
+    floats = [pl.Series(name, columns[name], dtype=pl.Float64) for name in FLOAT_COLUMNS]
+    return pl.DataFrame([pl.Series("symbol", columns["symbol"], dtype=pl.String), *times, *floats])
 
 
 def empty_frame() -> pl.DataFrame:

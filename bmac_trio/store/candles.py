@@ -411,18 +411,17 @@ class CandleStore:
             ]
             exists = target.name in files
         stamp = f"{self._stamp_ms() / 1000:.6f}".encode()
+        reused = None if exists or not stale else stale.pop()  # renamed, or found gone
         if exists:
             done = _restamp(target, stamp)
         else:
-            done = bool(stale) and _rename_ready(self.directory / stale.pop(), target, stamp)
+            done = reused is not None and _rename_ready(self.directory / reused, target, stamp)
         if not done:
             write_bytes_atomic(target, stamp, durable=False)
-        with self._lock:
+        with self._lock:  # one symbol is never written concurrently: ``stale`` still holds
             files = self._ready_index_locked().setdefault(symbol, {})
-            for name in [
-                n for n, t in files.items() if n != target.name and (t is None or t < run_time_ms)
-            ]:
-                del files[name]
+            for name in stale if reused is None else [*stale, reused]:
+                files.pop(name, None)
             files[target.name] = run_time_ms
         for name in stale:
             with contextlib.suppress(FileNotFoundError):
