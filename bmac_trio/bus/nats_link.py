@@ -73,6 +73,12 @@ def text_headers(headers: dict[str, Any] | None) -> dict[str, str] | None:
     return out
 
 
+def _candle_open(headers: dict[str, Any] | None) -> int | None:
+    """The open time in a candle message's id (``candle.<SYMBOL>.<open_ms>``)."""
+    msg_id = (text_headers(headers) or {}).get("Nats-Msg-Id", "")
+    return int(msg_id.rsplit(".", 1)[1]) if msg_id.count(".") == 2 else None
+
+
 def _why(exc: BaseException) -> str:
     """An error as a person reads it (nats-py's API errors carry the server's description)."""
     description = getattr(exc, "description", None)
@@ -211,9 +217,43 @@ class JetStreamLink:
                 continue
             except (TimeoutError, nats.errors.Error) as exc:
                 raise BusUnavailable(f"last candle of {symbol}: {_why(exc)}") from None
-            msg_id = (text_headers(msg.headers) or {}).get("Nats-Msg-Id", "")
-            out[symbol] = int(msg_id.rsplit(".", 1)[1]) if msg_id.count(".") == 2 else None
+            out[symbol] = _candle_open(msg.headers)
         return out
+
+    async def candle_counts(self) -> dict[str, int]:
+        """How many candle messages the stream holds per symbol (one request)."""
+        prefix = f"{self.settings.prefix}.candle."
+        try:
+            info = await self.js.stream_info(self.settings.name, subjects_filter=f"{prefix}>")
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise BusUnavailable(f"stream {self.settings.name}: {_why(exc)}") from None
+        subjects = info.state.subjects or {}
+        return {subject[len(prefix) :]: count for subject, count in subjects.items()}
+
+    async def candle_opens(self, symbol: str, timeout_s: float = 5.0) -> set[int]:
+        """The open time of every candle of ``symbol`` in the stream: its messages' headers
+        through an ordered consumer (bodies left on the server)."""
+        config = api.ConsumerConfig(headers_only=True, deliver_policy=api.DeliverPolicy.ALL)
+        opens: set[int] = set()
+        try:
+            sub = await self.js.subscribe(
+                f"{self.settings.prefix}.candle.{symbol}",
+                stream=self.settings.name,
+                ordered_consumer=True,
+                config=config,
+            )
+            try:
+                while True:
+                    msg = await sub.next_msg(timeout=timeout_s)
+                    open_ms = _candle_open(msg.headers)
+                    if open_ms is not None:
+                        opens.add(open_ms)
+                    if not msg.metadata.num_pending:
+                        return opens
+            finally:
+                await sub.unsubscribe()
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise BusUnavailable(f"candles of {symbol}: {_why(exc)}") from None
 
     # --- publishing ---------------------------------------------------------------------------
 

@@ -11,10 +11,14 @@ when the server is back.
 At every start (:meth:`NatsPublisher.resume`) the files are compared with the stream: each
 symbol's candles newer than the stream's newest are queued first, so candles a killed recorder
 had written but not yet published reach the stream, and the rest is dropped by de-duplication.
+A symbol with fewer candles in the stream than in its file up to that newest one (a history
+page or a gap's fill queued behind newer live candles, cut off by the kill) has its stream's
+open times read, and the file's candles missing there are queued too.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
 from collections import deque
@@ -318,10 +322,18 @@ class NatsPublisher:
         frames = self._resume or {}
         symbols = sorted(s for s, f in frames.items() if f is not None and f.height)
         last = await aio.run(link.last_opens, symbols)
+        counts = await aio.run(link.candle_counts)
         missing: list[codec.Outgoing] = []
         for symbol in symbols:
             frame = frames[symbol]
             assert frame is not None
+            opens = epoch_ms(frame["candle_begin_time"]).to_list()
+            newest = last[symbol]
+            held = None
+            if newest is not None and counts.get(symbol, 0) < bisect.bisect_right(opens, newest):
+                # fewer in the stream than the file holds up to its newest: a page (history,
+                # a gap's fill) queued behind newer live candles was cut off by a kill
+                held = await aio.run(link.candle_opens, symbol)
             now = unix_us()
             missing.extend(
                 codec.candle_message(
@@ -331,7 +343,7 @@ class NatsPublisher:
                     ),
                     now_us=now,
                 )
-                for c in _candles_after(symbol, frame, last[symbol])
+                for c in _candles_not_held(symbol, frame, opens, newest, held)
             )
         if missing:
             log.info("publishing %d candles from the files that the stream lacks", len(missing))
@@ -363,16 +375,20 @@ class NatsPublisher:
         return f"<NatsPublisher {self.state}, {len(self.queue)} queued, {self.published} published>"
 
 
-def _candles_after(symbol: str, frame: pl.DataFrame, after_ms: int | None) -> list[Candle]:
-    opens = epoch_ms(frame["candle_begin_time"]).to_list()
-    start = 0
-    if after_ms is not None:
-        while start < len(opens) and opens[start] <= after_ms:
-            start += 1
-    if start >= len(opens):
+def _candles_not_held(
+    symbol: str, frame: pl.DataFrame, opens: list[int], newest: int | None, held: set[int] | None
+) -> list[Candle]:
+    """The file's candles newer than the stream's ``newest``, and, when the stream's ``held``
+    open times are known, the older ones it lacks."""
+    start = 0 if newest is None else bisect.bisect_right(opens, newest)
+    rows = [i for i, t in enumerate(opens[:start]) if t not in held] if held is not None else []
+    rows.extend(range(start, len(opens)))
+    if not rows:
         return []
-    columns = {name: frame[name].to_list()[start:] for name in FLOAT_COLUMNS}
+    columns = {name: frame[name].to_list() for name in FLOAT_COLUMNS}
     return [
-        Candle(symbol=symbol, open_ms=t, **{name: columns[name][i] for name in FLOAT_COLUMNS})
-        for i, t in enumerate(opens[start:])
+        Candle(
+            symbol=symbol, open_ms=opens[i], **{name: columns[name][i] for name in FLOAT_COLUMNS}
+        )
+        for i in rows
     ]

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import trio
 
+from bmac_trio.binance.candles import FLOAT_COLUMNS, Candle
+from bmac_trio.binance.protocol import candles_to_frame
+from bmac_trio.bus.nats_publisher import NatsPublisher
 from bmac_trio.bus.nats_server import NatsServer
 from bmac_trio.clock import ScaledWallClock
 from bmac_trio.sim import SimConfig, open_simulator
@@ -93,6 +96,40 @@ async def test_recorder_sigkilled_and_restarted_no_duplicates_nothing_missing(
         if m.headers and "Bmac-Header" in m.headers
     }
     assert len(epochs) == 2
+
+
+async def test_a_page_cut_off_behind_newer_live_candles_is_published_at_the_next_start(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    # the suite caught it: SIM003USDT's live candle was acked while its history page, queued
+    # behind it, was not when the recorder was SIGKILLed; the restart only looked past the
+    # stream's newest candle, so 45 candles of its file never reached the stream
+    base = tmp_path / "data"
+    write_config(base, **MARKET, publish=False, nats=nats_key(nats_server))
+    config = load_config(base)
+    symbol, live_ms = "BTCUSDT", START_MS - START_MS % 60_000
+    candles = [
+        Candle(symbol=symbol, open_ms=live_ms + k * 60_000, **dict.fromkeys(FLOAT_COLUMNS, 1.0 + k))
+        for k in range(-3, 2)
+    ]
+    with trio.fail_after(30):
+        first = NatsPublisher(config)
+        first.candles(symbol, candles[3:4], source="ws", received=trio.current_time())
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(first.run)
+            await first.wait_until(lambda p: p.backlog == 0)
+            nursery.cancel_scope.cancel()  # killed before the history page was queued
+        second = NatsPublisher(config)
+        second.resume({symbol: candles_to_frame(candles, config.interval), "ETHUSDT": None})
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(second.run)
+            await second.wait_until(lambda p: p.backlog == 0)
+            nursery.cancel_scope.cancel()
+        assert config.nats is not None
+        messages = await read_stream(
+            [nats_server.url], config.nats.stream, config.nats.subject_prefix
+        )
+    assert sorted(stream_candles(messages)) == [(symbol, c.open_ms) for c in candles]
 
 
 async def test_nats_down_for_a_minute_recorder_keeps_writing_and_publishes_the_backlog(
