@@ -39,8 +39,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import trio
-import trio_websocket
-from wsproto.utilities import LocalProtocolError
 
 from bmac_trio.binance.protocol import (
     ControlError,
@@ -53,6 +51,7 @@ from bmac_trio.binance.protocol import (
 )
 from bmac_trio.errors import RemoteProtocolError, WsDisconnected, WsStreamsRefused
 from bmac_trio.recorder.events import Inbox, Klines, SetSymbols, StreamsRefused
+from bmac_trio.recorder.ws_client import WsClient, WsRejected
 from bmac_trio.recorder.ws_handshake import (
     ACCEPTED,
     handshake_status,
@@ -70,32 +69,8 @@ __all__ = ["ListenerStats", "StreamPlan", "WsSettings", "run_ws_listeners"]
 
 log = logging.getLogger("bmac_trio.ws")
 
-#: What closing a connection that was open may raise (none of it matters once it is closed).
-_CLOSING_ERRORS = (
-    OSError,
-    trio.BrokenResourceError,
-    trio.ClosedResourceError,
-    trio_websocket.ConnectionClosed,
-    LocalProtocolError,
-)
-
 #: How Binance spells a kline that is not closed yet (compact JSON, as on the wire).
 _OPEN_KLINE = '"x":false'
-
-
-def _sole(group: BaseExceptionGroup) -> BaseException:
-    """The one exception that failed a handshake (the group holds nothing else), else the
-    group itself."""
-    leaves = list(_leaves(group))
-    return leaves[0] if len(leaves) == 1 else group
-
-
-def _leaves(exc: BaseException) -> Iterable[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        for sub in exc.exceptions:
-            yield from _leaves(sub)
-    else:
-        yield exc
 
 
 def _stable_hash(symbol: str) -> int:
@@ -185,7 +160,7 @@ class ListenerStats:
 
 @dataclass(slots=True)
 class _Conn:
-    ws: trio_websocket.WebSocketConnection
+    ws: WsClient
     streams: set[str]
     opened_ms: int
     last_frame: float
@@ -245,11 +220,13 @@ class _Listener:
         try:
             with trio.fail_after(self.s.connect_timeout_s):
                 conn: _Conn = await nursery.start(self.connection, slot, url, streams)
-        except trio_websocket.ConnectionRejected as exc:
+        except WsRejected as exc:
             if exc.status_code == 400:
-                raise WsStreamsRefused(f"slot {slot.index}: streams refused: {exc!r}") from exc
-            raise WsDisconnected(f"slot {slot.index}: connect failed: {exc!r}") from exc
-        except (OSError, trio_websocket.HandshakeError, trio.TooSlowError) as exc:
+                raise WsStreamsRefused(f"slot {slot.index}: streams refused: {exc}") from exc
+            raise WsDisconnected(f"slot {slot.index}: connect failed: {exc}") from exc
+        except WsDisconnected as exc:
+            raise WsDisconnected(f"slot {slot.index}: connect failed: {exc}") from exc
+        except (OSError, trio.TooSlowError) as exc:
             raise WsDisconnected(f"slot {slot.index}: connect failed: {exc!r}") from exc
         return conn
 
@@ -261,107 +238,40 @@ class _Listener:
         *,
         task_status: trio.TaskStatus[_Conn] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """One connection's life in its own nursery (a refused handshake raises to the opener,
-        not into the slot's nursery), read until it closes or its scope is cancelled."""
+        """One connection's life: the handshake (its failure raises to the opener), then read
+        until it closes or its scope is cancelled; the stream is closed whatever happens."""
         stream = await open_ws_stream(url)
-        host, resource = host_and_resource(url)
-        opened = False
-        async with stream:  # closed whatever happens (trio-websocket leaves a refused one open)
+        async with stream:
+            host, resource = host_and_resource(url)
+            ws = await WsClient.connect(stream, host, resource)
+            conn = _Conn(
+                ws=ws,
+                streams=set(streams),
+                opened_ms=self.s.clock.now_ms(),
+                last_frame=trio.current_time(),
+            )
+            self.stats.connects += 1
+            self.stats.open += 1
+            if self.metrics is not None:
+                self.metrics.connections(self.stats.open)
+            task_status.started(conn)
+            # a server may also drop a stream it refuses from the URL silently
+            conn.check_id, conn.check_streams = conn.next_id, frozenset(conn.streams)
             try:
-                async with trio.open_nursery() as own:
-                    ws = await trio_websocket.wrap_client_stream(
-                        own,
-                        stream,
-                        host,
-                        resource,
-                        message_queue_size=64,
-                        max_message_size=2**22,
-                        receive_buffer_size=65_536,
-                    )
-                    conn = _Conn(
-                        ws=ws,
-                        streams=set(streams),
-                        opened_ms=self.s.clock.now_ms(),
-                        last_frame=trio.current_time(),
-                    )
-                    self.stats.connects += 1
-                    self.stats.open += 1
-                    if self.metrics is not None:
-                        self.metrics.connections(self.stats.open)
-                    opened = True
-                    task_status.started(conn)
-                    # a server may also drop a stream it refuses from the URL silently
-                    conn.check_id, conn.check_streams = conn.next_id, frozenset(conn.streams)
-                    try:
-                        await self.send_control(conn, "LIST_SUBSCRIPTIONS", None)
-                    except WsDisconnected:
-                        conn.check_id = None  # closed already: the reader returns at once
-                    await self.read(slot, conn)
-                    own.cancel_scope.cancel()  # its reader task
-            except BaseExceptionGroup as group:
-                if not opened:
-                    raise _sole(group) from None  # the handshake's failure, for open()
-                closing, other = group.split(_CLOSING_ERRORS)
-                if other is not None:
-                    raise
-                # trio-websocket may answer a ping arriving while it closes (a wsproto error)
-                log.debug("slot %d: error while closing: %r", slot.index, closing)
+                await self.send_control(conn, "LIST_SUBSCRIPTIONS", None)
+            except WsDisconnected:
+                conn.check_id = None  # closed already: the reader returns at once
+            await self.read(slot, conn)
 
     async def read(self, slot: _Slot, conn: _Conn) -> None:
         """Parse, then send: the whole job of a reader."""
         try:
             with conn.scope:
-                while True:
-                    try:
-                        data = await conn.ws.get_message()
-                    except trio_websocket.ConnectionClosed:
-                        return
+                while messages := await conn.ws.receive():
                     conn.last_frame = trio.current_time()
                     conn.probe_sent = None
-                    if self.metrics is not None:
-                        self.metrics.message_received()
-                    if isinstance(data, str) and _OPEN_KLINE in data:
-                        # a provisional update (x:false): about 4 a second per futures
-                        # symbol, all dropped; skipping the full parse saves most of the CPU
-                        self.stats.open_updates += 1
-                        continue
-                    try:
-                        event = parse_ws_message(data, interval=self.s.interval)
-                    except RemoteProtocolError as exc:
-                        self.stats.bad_frames += 1
-                        log.debug("slot %d: dropped a malformed frame: %s", slot.index, exc)
-                        continue
-                    if isinstance(event, KlineEvent):
-                        if event.closed:
-                            self.stats.klines += 1
-                            await self.inbox.send(
-                                Klines(
-                                    symbol=event.candle.symbol,
-                                    candles=(event.candle,),
-                                    source="ws",
-                                    received=conn.last_frame,
-                                )
-                            )
-                    elif isinstance(event, ControlReply):
-                        if isinstance(event.id, int):
-                            conn.subscribing.pop(event.id, None)
-                        if event.id == conn.check_id and isinstance(event.result, list):
-                            # streams named in the URL that the exchange did not subscribe
-                            conn.dropped = set(conn.check_streams - set(event.result))
-                            conn.check_id = None
-                            if conn.dropped:
-                                conn.streams.difference_update(conn.dropped)
-                                slot.poke()
-                    elif isinstance(event, ControlError):
-                        log.warning(
-                            "slot %d: control error %s %s", slot.index, event.code, event.msg
-                        )
-                        batch = conn.subscribing.pop(event.id, None)
-                        if isinstance(event.id, int) and batch is not None:
-                            # the whole request was refused: none of it is subscribed
-                            conn.streams.difference_update(batch)
-                            conn.sub_refused.append(batch)
-                            slot.poke()
+                    for data in messages:
+                        await self.handle(slot, conn, data)
         finally:
             conn.closed.set()
             self.stats.open -= 1
@@ -369,16 +279,59 @@ class _Listener:
                 self.metrics.connections(self.stats.open)
             slot.poke()
             with trio.move_on_after(1, shield=True):
-                await conn.ws.aclose()
-                # trio-websocket 0.12 leaves the TCP stream open when the server closed
-                # first (its aclose() returns early): close it ourselves.
-                await conn.ws._stream.aclose()
+                await conn.ws.close()
+
+    async def handle(self, slot: _Slot, conn: _Conn, data: str | bytes) -> None:
+        """One message: a closed kline goes to the dispatcher, a control reply to its
+        request; a provisional update or a malformed frame is counted and dropped."""
+        if self.metrics is not None:
+            self.metrics.message_received()
+        if isinstance(data, str) and _OPEN_KLINE in data:
+            # a provisional update (x:false): about 4 a second per futures symbol, all
+            # dropped; skipping the full parse saves most of the CPU
+            self.stats.open_updates += 1
+            return
+        try:
+            event = parse_ws_message(data, interval=self.s.interval)
+        except RemoteProtocolError as exc:
+            self.stats.bad_frames += 1
+            log.debug("slot %d: dropped a malformed frame: %s", slot.index, exc)
+            return
+        if isinstance(event, KlineEvent):
+            if event.closed:
+                self.stats.klines += 1
+                await self.inbox.send(
+                    Klines(
+                        symbol=event.candle.symbol,
+                        candles=(event.candle,),
+                        source="ws",
+                        received=conn.last_frame,
+                    )
+                )
+        elif isinstance(event, ControlReply):
+            if isinstance(event.id, int):
+                conn.subscribing.pop(event.id, None)
+            if event.id == conn.check_id and isinstance(event.result, list):
+                # streams named in the URL that the exchange did not subscribe
+                conn.dropped = set(conn.check_streams - set(event.result))
+                conn.check_id = None
+                if conn.dropped:
+                    conn.streams.difference_update(conn.dropped)
+                    slot.poke()
+        elif isinstance(event, ControlError):
+            log.warning("slot %d: control error %s %s", slot.index, event.code, event.msg)
+            batch = conn.subscribing.pop(event.id, None)
+            if isinstance(event.id, int) and batch is not None:
+                # the whole request was refused: none of it is subscribed
+                conn.streams.difference_update(batch)
+                conn.sub_refused.append(batch)
+                slot.poke()
 
     async def send_control(self, conn: _Conn, method: str, params: list[str] | None) -> None:
         try:
-            await conn.ws.send_message(control_message(method, conn.next_id, params))
-        except (trio_websocket.ConnectionClosed, OSError) as exc:
-            raise WsDisconnected(f"{method} failed: {exc!r}") from exc
+            await conn.ws.send_text(control_message(method, conn.next_id, params))
+        except WsDisconnected as exc:
+            raise WsDisconnected(f"{method} failed: {exc}") from exc
         if method == "SUBSCRIBE" and params:
             conn.subscribing[conn.next_id] = list(params)
         conn.next_id += 1

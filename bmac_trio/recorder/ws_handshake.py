@@ -1,11 +1,10 @@
 """WebSocket streams the listeners own, and a trial handshake over one.
 
 Binance answers a combined-stream URL naming a stream it refuses with HTTP 400 ("Invalid
-stream name"), and with 5xx while it is down. trio-websocket raises
-:class:`~trio_websocket.ConnectionRejected` then but does not close the socket it opened (0.12):
-the listeners open the TCP/TLS stream themselves (:func:`open_ws_stream`) and always close it.
-To find which streams are refused they bisect with :func:`handshake_status`, a bare handshake
-(wsproto, sans-IO) that is closed as soon as it is answered.
+stream name"), and with 5xx while it is down. The listeners open the TCP/TLS stream themselves
+(:func:`open_ws_stream`), run the handshake over it (:class:`~.ws_client.WsClient`) and always
+close it. To find which streams are refused they bisect with :func:`handshake_status`, a bare
+handshake that is closed as soon as it is answered.
 """
 
 from __future__ import annotations
@@ -14,10 +13,9 @@ import ssl
 from urllib.parse import urlsplit
 
 import trio
-import wsproto
-from wsproto.events import AcceptConnection, RejectConnection, Request
 
 from bmac_trio.errors import WsDisconnected
+from bmac_trio.recorder.ws_client import WsClient, WsRejected
 
 __all__ = ["ACCEPTED", "handshake_status", "host_and_resource", "open_ws_stream"]
 
@@ -62,17 +60,11 @@ async def handshake_status(url: str) -> int:
     """
     try:
         stream = await open_ws_stream(url)
-        async with stream:
-            client = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
-            host, target = host_and_resource(url)
-            await stream.send_all(client.send(Request(host=host, target=target)))
-            while data := await stream.receive_some(65_536):
-                client.receive_data(data)
-                for event in client.events():
-                    if isinstance(event, AcceptConnection):
-                        return ACCEPTED
-                    if isinstance(event, RejectConnection):
-                        return event.status_code
-    except (OSError, trio.BrokenResourceError, wsproto.utilities.RemoteProtocolError) as exc:
+    except OSError as exc:
         raise WsDisconnected(f"trial handshake failed: {exc!r}") from exc
-    raise WsDisconnected("trial handshake: closed before an answer")
+    async with stream:
+        try:
+            await WsClient.connect(stream, *host_and_resource(url))
+        except WsRejected as exc:
+            return exc.status_code
+    return ACCEPTED

@@ -32,6 +32,8 @@ async def test_parquet_history_is_kept_when_switching_to_feather(tmp_path: Path)
                 symbols = sorted(env.handle.symbols)
             candle_dir = env.config.candle_dir
             assert sorted(p.stem for p in candle_dir.glob("*.pqt")) == symbols
+            # down for three minutes (not only for the time a stop takes): a tail to fetch
+            await clock.sleep_until_ms(clock.now_ms() + 3 * 60_000)
 
             async with run_against(sim, clock, base, **UM, save_type="feather") as env:
                 await env.history()
