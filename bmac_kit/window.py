@@ -84,6 +84,8 @@ class MarketWindow:
         self._width = self.num_candles + self.mirror
         self._slots: dict[str, int] = {}
         self._slots_cache: dict[tuple[str, ...], np.ndarray] = {}
+        #: The last long symbol column looked up, and its slots (see :meth:`_slots_of_column`).
+        self._column_slots: tuple[pl.Series, np.ndarray] | None = None
         self._names: list[str | None] = []
         self._free: list[int] = []
         self._floats: dict[str, np.ndarray] = {}
@@ -182,15 +184,31 @@ class MarketWindow:
     def _all_held(self, candles: pl.DataFrame) -> bool:
         """Each row is its symbol's newest candle held (checked on two columns only)."""
         ends = epoch_ms(candles.get_column("candle_end_time")).to_numpy()
-        slots = self.slots_of(candles.get_column("symbol").to_list())
+        slots = self._slots_of_column(candles.get_column("symbol"))
         return bool((slots >= 0).all() and (self._last_end[slots] == ends).all())
+
+    def _slots_of_column(self, symbols: pl.Series) -> np.ndarray:
+        """:meth:`slots_of` for a frame's ``symbol`` column: the period's column, met again
+        every period, is compared in polars (making a list of 500 names costs 40 us)."""
+        last = self._column_slots
+        if last is not None and last[0].equals(symbols):
+            return last[1].copy()
+        slots = self.slots_of(symbols.to_list())
+        if len(symbols) >= _CACHED_LOOKUP_MIN:
+            self._column_slots = (symbols, slots.copy())
+        return slots
+
+    def _forget_lookups(self) -> None:
+        """A symbol gained or lost its slot: the cached lookups are stale."""
+        self._slots_cache.clear()
+        self._column_slots = None
 
     def remove(self, symbol: str) -> None:
         """Forget ``symbol`` (delisted); its slot is reused by the next listing."""
         slot = self._slots.pop(symbol, None)
         if slot is None:
             return
-        self._slots_cache.clear()
+        self._forget_lookups()
         self._clear(slot)
         self._names[slot] = None
         self._free.append(slot)
@@ -393,7 +411,7 @@ class MarketWindow:
             if slot >= len(self._count):
                 self._grow(max(16, 2 * len(self._count)))
         self._slots[symbol] = slot
-        self._slots_cache.clear()
+        self._forget_lookups()
         return slot
 
     def _clear(self, slot: int) -> None:

@@ -126,6 +126,23 @@ def test_listing_and_delisting_reuse_slots_and_frames_stay_apart() -> None:
     assert short[1:].tolist() == c.get_column("close").to_list()
 
 
+def test_a_period_frame_met_again_after_a_delisting_is_not_taken_as_held() -> None:
+    # the period's symbol column is remembered with its slots (no list of names built each
+    # period); a delisting and a listing in that slot must not leave the old answer behind
+    names = [f"S{i:03d}USDT" for i in range(70)]
+    window = MarketWindow(5, "5m")
+    window.apply(pl.concat(with_symbol(candles(2, seed=i), s) for i, s in enumerate(names)))
+    period = pl.concat(with_symbol(candles(1, seed=i), s) for i, s in enumerate(names))
+    window.apply(period)  # held already: the column and its slots are remembered
+    window.remove(names[0])
+    window.apply(with_symbol(candles(1, seed=99), "NEWUSDT"))  # takes the freed slot
+    assert window.slot("NEWUSDT") == 0
+    window.apply(period)  # names[0] is back: not "held" through NEWUSDT's slot
+    assert names[0] in window.symbols()
+    assert window.frame(names[0]).equals(candles(1, seed=0))
+    assert window.frame("NEWUSDT").equals(candles(1, seed=99))
+
+
 def test_period_frame_has_one_row_per_symbol_holding_the_candle() -> None:
     window = MarketWindow(5, "5m")
     window.apply(with_symbol(candles(4), "BUSDT"))
