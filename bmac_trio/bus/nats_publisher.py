@@ -13,7 +13,8 @@ symbol's candles newer than the stream's newest are queued first, so candles a k
 had written but not yet published reach the stream, and the rest is dropped by de-duplication.
 A symbol with fewer candles in the stream than in its file up to that newest one (a history
 page or a gap's fill queued behind newer live candles, cut off by the kill) has its stream's
-open times read, and the file's candles missing there are queued too.
+open times read, and the file's candles missing there are queued too, back to the stream's
+retention (older ones have left it by age, and would only come back as stale copies).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class NatsPublisher:
         config: the validated config, with a ``nats`` key.
         alert: ``alerter.notify``.
         status: shows ``nats_state``, ``nats_backlog`` and ``nats_published``.
-        now_ms: exchange time (names a retirement's message id).
+        now_ms: exchange time (names a retirement's message id; the retention at a restart).
     """
 
     def __init__(
@@ -323,6 +324,8 @@ class NatsPublisher:
         symbols = sorted(s for s, f in frames.items() if f is not None and f.height)
         last = await aio.run(link.last_opens, symbols)
         counts = await aio.run(link.candle_counts)
+        # older candles have left the stream by age (or will at once): not published again
+        horizon = self.now_ms() - round(stream_settings(self.config).max_age_s * 1000)
         missing: list[codec.Outgoing] = []
         for symbol in symbols:
             frame = frames[symbol]
@@ -330,10 +333,12 @@ class NatsPublisher:
             opens = epoch_ms(frame["candle_begin_time"]).to_list()
             newest = last[symbol]
             held = None
-            if newest is not None and counts.get(symbol, 0) < bisect.bisect_right(opens, newest):
-                # fewer in the stream than the file holds up to its newest: a page (history,
-                # a gap's fill) queued behind newer live candles was cut off by a kill
-                held = await aio.run(link.candle_opens, symbol)
+            if newest is not None:
+                retained = bisect.bisect_right(opens, newest) - bisect.bisect_left(opens, horizon)
+                if counts.get(symbol, 0) < retained:
+                    # fewer in the stream than the file holds up to its newest: a page (the
+                    # history, a gap's fill) queued behind newer live candles, cut off by a kill
+                    held = await aio.run(link.candle_opens, symbol)
             now = unix_us()
             missing.extend(
                 codec.candle_message(
@@ -343,7 +348,7 @@ class NatsPublisher:
                     ),
                     now_us=now,
                 )
-                for c in _candles_not_held(symbol, frame, opens, newest, held)
+                for c in _candles_not_held(symbol, frame, opens, newest, held, horizon)
             )
         if missing:
             log.info("publishing %d candles from the files that the stream lacks", len(missing))
@@ -376,12 +381,20 @@ class NatsPublisher:
 
 
 def _candles_not_held(
-    symbol: str, frame: pl.DataFrame, opens: list[int], newest: int | None, held: set[int] | None
+    symbol: str,
+    frame: pl.DataFrame,
+    opens: list[int],
+    newest: int | None,
+    held: set[int] | None,
+    horizon: int,
 ) -> list[Candle]:
     """The file's candles newer than the stream's ``newest``, and, when the stream's ``held``
-    open times are known, the older ones it lacks."""
+    open times are known, the older ones it lacks that opened at or after ``horizon``."""
     start = 0 if newest is None else bisect.bisect_right(opens, newest)
-    rows = [i for i, t in enumerate(opens[:start]) if t not in held] if held is not None else []
+    rows = []
+    if held is not None:
+        first = bisect.bisect_left(opens, horizon)
+        rows = [i for i in range(first, start) if opens[i] not in held]
     rows.extend(range(start, len(opens)))
     if not rows:
         return []

@@ -10,6 +10,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 import trio
 
 from bmac_trio.binance.candles import FLOAT_COLUMNS, Candle
@@ -98,8 +99,9 @@ async def test_recorder_sigkilled_and_restarted_no_duplicates_nothing_missing(
     assert len(epochs) == 2
 
 
+@pytest.mark.parametrize("down_min", [0, 50])
 async def test_a_page_cut_off_behind_newer_live_candles_is_published_at_the_next_start(
-    tmp_path: Path, nats_server: NatsServer
+    tmp_path: Path, nats_server: NatsServer, down_min: int
 ) -> None:
     # the suite caught it: SIM003USDT's live candle was acked while its history page, queued
     # behind it, was not when the recorder was SIGKILLed; the restart only looked past the
@@ -112,6 +114,12 @@ async def test_a_page_cut_off_behind_newer_live_candles_is_published_at_the_next
         Candle(symbol=symbol, open_ms=live_ms + k * 60_000, **dict.fromkeys(FLOAT_COLUMNS, 1.0 + k))
         for k in range(-3, 2)
     ]
+    # restarted ``down_min`` minutes after the live candle opened: the stream keeps
+    # num_candles + 2 = 52 minutes, so after 50 the oldest candle (3 minutes before it) has aged
+    # out of it and is not published again
+    restart_ms = live_ms + down_min * 60_000
+    expected = [c for c in candles if c.open_ms >= restart_ms - 52 * 60_000]
+    assert len(expected) == (5 if down_min == 0 else 4)
     with trio.fail_after(30):
         first = NatsPublisher(config)
         first.candles(symbol, candles[3:4], source="ws", received=trio.current_time())
@@ -119,7 +127,7 @@ async def test_a_page_cut_off_behind_newer_live_candles_is_published_at_the_next
             nursery.start_soon(first.run)
             await first.wait_until(lambda p: p.backlog == 0)
             nursery.cancel_scope.cancel()  # killed before the history page was queued
-        second = NatsPublisher(config)
+        second = NatsPublisher(config, now_ms=lambda: restart_ms)
         second.resume({symbol: candles_to_frame(candles, config.interval), "ETHUSDT": None})
         async with trio.open_nursery() as nursery:
             nursery.start_soon(second.run)
@@ -129,7 +137,7 @@ async def test_a_page_cut_off_behind_newer_live_candles_is_published_at_the_next
         messages = await read_stream(
             [nats_server.url], config.nats.stream, config.nats.subject_prefix
         )
-    assert sorted(stream_candles(messages)) == [(symbol, c.open_ms) for c in candles]
+    assert sorted(stream_candles(messages)) == [(symbol, c.open_ms) for c in expected]
 
 
 async def test_nats_down_for_a_minute_recorder_keeps_writing_and_publishes_the_backlog(
