@@ -411,7 +411,7 @@ class CandleStore:
             ]
             exists = target.name in files
         stamp = f"{self._stamp_ms() / 1000:.6f}".encode()
-        reused = None if exists or not stale else stale.pop()  # renamed, or found gone
+        reused = stale[-1] if stale and not exists else None  # renamed, or found gone
         if exists:
             done = _restamp(target, stamp)
         else:
@@ -420,12 +420,13 @@ class CandleStore:
             write_bytes_atomic(target, stamp, durable=False)
         with self._lock:  # one symbol is never written concurrently: ``stale`` still holds
             files = self._ready_index_locked().setdefault(symbol, {})
-            for name in stale if reused is None else [*stale, reused]:
+            for name in stale:
                 files.pop(name, None)
             files[target.name] = run_time_ms
         for name in stale:
-            with contextlib.suppress(FileNotFoundError):
-                (self.directory / name).unlink()
+            if name != reused:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.directory / name).unlink()
 
     def _remove_ready(self, symbol: str) -> None:
         with self._lock:
