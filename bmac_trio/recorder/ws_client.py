@@ -3,9 +3,9 @@
 trio-websocket gives each connection a reader task that hands every message to the caller
 through a memory channel, and its close waits for the server's answer (up to the caller's
 timeout, a second per connection at every stop). Here the listener's own loop reads the socket
-and gets every complete message of one read at once, parsed by wsproto (sans-IO): 18 instead
-of 43 us of CPU a frame when a read holds many (a boundary's burst), about the same when frames
-trickle in a few per read (`scripts/bench_ws_client.py`). Pings are answered as they
+and gets every complete message of one read at once, parsed by wsproto (sans-IO): 19 instead
+of 47 us of CPU a frame when a read holds 200 (a boundary's burst), 68 instead of 75 at 5 a
+read, about the same at 1 (`scripts/bench_ws_client.py`). Pings are answered as they
 are read; a close from the server is answered and ends the reading.
 
 wsproto's and the socket's errors are translated here: a refused handshake is
