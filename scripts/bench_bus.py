@@ -4,20 +4,29 @@ period, against the disk path, and what subscribers cost the recorder.
 The simulator (``bmac-trio sim``, USDⓈ-M, ``--symbols``) and the recorder (``run_recorder``,
 publishing on ``ipc://<dir>/bmac.sock``) run in their own processes on one shared clock. The
 recorder's periods are measured in three phases: no subscriber, one subscriber (the measuring
-one: ``bmac_kit.subscribe`` under trio, plus the kit's ready-file wait on the same periods), and
-16 subscribers (15 more plain ZeroMQ subscribers decoding every message). It prints:
+one: ``bmac_kit.subscribe`` under trio; the kit's ready-file wait on the same periods runs in a
+process of its own), and 16 subscribers (15 more plain ZeroMQ subscribers decoding every
+message). For the 1- and 16-subscriber phases, and both together, it prints:
 
 * candle: the recorder received the closing kline frame → the candle's callback ran in the
-  subscriber process (p50, p99; both stamps are the same host's Unix clock);
+  subscriber process (p50, p99; both stamps are the same host's Unix clock), split at the
+  header's ``sent_us``: the recorder's share (received → sent) and the rest (ZeroMQ, the
+  subscriber's wake-up and decoding);
 * period: the period's last closing frame reached the recorder → the ``period`` message was
-  yielded by ``market.periods()`` in the subscriber (p50, p99);
+  yielded by ``market.periods()`` in the subscriber (p50, p99), and the recorder's share;
 * disk path: the same moment → the kit's ready-file wait (``wait_for_period``) saw every symbol
-  ready (p50, p99), and the ratio disk / bus;
+  ready (p50, p99), and the ratio disk / bus (in a process of its own, as a strategy on the
+  files would be: in the subscriber's process its polling threads delayed the bus messages
+  it is compared with);
 * recorder CPU seconds per period and period lag (median, p99) with 0, 1 and 16 subscribers.
 
 Usage::
 
     python scripts/bench_bus.py                  # 500 symbols, speed 4, 4 periods per phase
+    python scripts/bench_bus.py --speed 1 --nice-sims 10   # real time, simulator niced
+
+``scripts/bench_bus_floor.py`` measures what is under all of this: PUB → SUB between two
+trio processes with nothing else running.
 """
 
 from __future__ import annotations
@@ -115,73 +124,74 @@ async def _recorder(args: argparse.Namespace) -> None:
 
 
 async def _measuring_subscriber(args: argparse.Namespace) -> None:
-    import trio
-
     import bmac_kit
+    from bmac_trio.clock import unix_us
+
+    candle_lat: list[float] = []
+    #: the same candles split at the publisher's send stamp: recorder side, wire + subscriber
+    candle_split: list[tuple[int, int]] = []
+
+    def on_candle(event) -> None:
+        if event.received_us is not None and event.source == "ws":
+            now = unix_us()
+            candle_lat.append(now - event.received_us)
+            sent = market.stats.last_header.sent_us  # the message being handled
+            candle_split.append((sent - event.received_us, now - sent))
+
+    async with bmac_kit.subscribe(args.base) as market:
+        market.on_candle(on_candle)
+        _line({"event": "ready", "symbols": len(market.window.symbols())})
+        async for period in market.periods():
+            now = unix_us()
+            header = market.stats.last_header  # the period's, unless a message came since
+            sent = header.sent_us if header is not None and header.kind == "period" else None
+            _line(
+                {
+                    "event": "period",
+                    "run_time_ms": period.run_time_ms,
+                    "rows": period.candles.height,
+                    "complete": period.complete,
+                    "last_received_us": period.last_received_us if period.complete else None,
+                    "period_us": None
+                    if period.last_received_us is None or not period.complete
+                    else now - period.last_received_us,
+                    "sent_us": sent,
+                    "candle_us": candle_lat,
+                    "split_us": candle_split,
+                }
+            )
+            candle_lat, candle_split = [], []
+
+
+async def _disk_strategy(args: argparse.Namespace) -> None:
+    """The disk path, in a process of its own as a strategy on the files would be (in the
+    subscriber's process its polling threads delayed the bus messages it is compared with)."""
     from bmac_kit._reader import CandleFileReader
     from bmac_kit._waiting import PeriodWatcher, wait_for_period
     from bmac_kit.window import candle_dir_of
     from bmac_trio.clock import parse_clock_spec, unix_us
 
     clock = parse_clock_spec(args.clock)
-    candle_lat: list[float] = []
-    disk_at: dict[int, int] = {}
-    disk_done: dict[int, trio.Event] = {}
+    reader = CandleFileReader(candle_dir_of(Path(args.base)))
+    universe = frozenset(reader.get_all_symbols())
+    _line({"event": "ready", "symbols": len(universe)})
+    run_time = clock.now_ms() // MINUTE * MINUTE + MINUTE
 
-    def done_event(run_time: int) -> trio.Event:
-        return disk_done.setdefault(run_time, trio.Event())
+    async def take_all(ready: frozenset[str]) -> frozenset[str]:
+        return ready  # a ready file is enough here: the wait is what is timed
 
-    def on_candle(event) -> None:
-        if event.received_us is not None and event.source == "ws":
-            candle_lat.append(unix_us() - event.received_us)
-
-    async with bmac_kit.subscribe(args.base) as market, trio.open_nursery() as nursery:
-        reader = CandleFileReader(candle_dir_of(Path(args.base)))
-        universe = frozenset(market.window.symbols())
-
-        async def disk_path() -> None:
-            run_time = clock.now_ms() // MINUTE * MINUTE + MINUTE
-            while True:
-                watcher = PeriodWatcher(
-                    reader=reader,
-                    run_time_ms=run_time,
-                    universe=lambda: universe,
-                    fallback=lambda: universe,
-                )
-
-                async def take_all(ready: frozenset[str]) -> frozenset[str]:
-                    return ready  # a ready file is enough here: the wait is what is timed
-
-                await wait_for_period(
-                    watcher, deadline_ms=run_time + 40_000, on_ready=take_all, clock=clock
-                )
-                disk_at[run_time] = unix_us()
-                done_event(run_time).set()
-                run_time += MINUTE
-
-        nursery.start_soon(disk_path)
-        market.on_candle(on_candle)
-        _line({"event": "ready", "symbols": len(universe)})
-        async for period in market.periods():
-            now = unix_us()
-            received = period.candles.height
-            last = period.last_received_us if period.complete else None
-            with trio.move_on_after(5):
-                await done_event(period.run_time_ms).wait()
-            _line(
-                {
-                    "event": "period",
-                    "run_time_ms": period.run_time_ms,
-                    "rows": received,
-                    "complete": period.complete,
-                    "period_us": None if last is None else now - last,
-                    "disk_us": None
-                    if last is None or period.run_time_ms not in disk_at
-                    else disk_at[period.run_time_ms] - last,
-                    "candle_us": candle_lat,
-                }
-            )
-            candle_lat = []
+    while True:
+        watcher = PeriodWatcher(
+            reader=reader,
+            run_time_ms=run_time,
+            universe=lambda: universe,
+            fallback=lambda: universe,
+        )
+        await wait_for_period(
+            watcher, deadline_ms=run_time + 40_000, on_ready=take_all, clock=clock
+        )
+        _line({"event": "disk", "run_time_ms": run_time, "at_us": unix_us()})
+        run_time += MINUTE
 
 
 def _plain_subscriber(args: argparse.Namespace) -> None:
@@ -200,6 +210,48 @@ def _plain_subscriber(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------- orchestration
+
+
+def _print_latencies(label: str, measured: list[dict], disk_at: dict[int, int]) -> None:
+    """The bus and disk latencies of the measuring subscriber's periods ``measured``."""
+    candles = [x / 1000 for m in measured for x in m["candle_us"]]
+    in_recorder = [r / 1000 for m in measured for r, _ in m["split_us"]]
+    after_send = [w / 1000 for m in measured for _, w in m["split_us"]]
+    periods = [m["period_us"] / 1000 for m in measured if m["period_us"] is not None]
+    timed = [m for m in measured if m["period_us"] is not None and m.get("sent_us")]
+    period_in_recorder = [(m["sent_us"] - m["last_received_us"]) / 1000 for m in timed]
+    disks = [
+        (disk_at[m["run_time_ms"]] - m["last_received_us"]) / 1000
+        for m in measured
+        if m["period_us"] is not None and m["run_time_ms"] in disk_at
+    ]
+    print(f"{label}:")
+    print(
+        f"  candle  frame received by the recorder -> callback in the subscriber: "
+        f"p50 {_pct(candles, 0.5):.3f} ms, p99 {_pct(candles, 0.99):.3f} ms "
+        f"({len(candles)} candles)"
+    )
+    print(
+        f"          of which received -> sent by the recorder p50 {_pct(in_recorder, 0.5):.3f} "
+        f"ms, p99 {_pct(in_recorder, 0.99):.3f} ms; sent -> callback p50 "
+        f"{_pct(after_send, 0.5):.3f} ms, p99 {_pct(after_send, 0.99):.3f} ms"
+    )
+    print(
+        f"  period  last closing frame -> period message in the subscriber:      "
+        f"p50 {_pct(periods, 0.5):.2f} ms, p99 {_pct(periods, 0.99):.2f} ms "
+        f"({len(periods)} periods)"
+    )
+    if timed:
+        print(
+            f"          of which last frame -> sent by the recorder p50 "
+            f"{_pct(period_in_recorder, 0.5):.2f} ms, p99 {_pct(period_in_recorder, 0.99):.2f} ms"
+        )
+    if disks:
+        print(
+            f"  disk    last closing frame -> kit ready-file wait done:             "
+            f"p50 {_pct(disks, 0.5):.2f} ms, p99 {_pct(disks, 0.99):.2f} ms; "
+            f"disk/bus median ratio {statistics.median(disks) / statistics.median(periods):.1f}x"
+        )
 
 
 class Child:
@@ -236,6 +288,12 @@ def main() -> None:
         type=float,
         help="the recorder's sys.setswitchinterval (bmac-trio run's: 0.0005 s)",
     )
+    parser.add_argument(
+        "--nice-sims",
+        type=int,
+        default=0,
+        help="run the simulator (Binance's stand-in, not on a desk's machine) at this niceness",
+    )
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
     parser.add_argument("--clock", help=argparse.SUPPRESS)
@@ -256,12 +314,15 @@ def main() -> None:
             trio.run(_recorder, args)
         elif args.role == "measure":
             trio.run(_measuring_subscriber, args)
+        elif args.role == "disk":
+            trio.run(_disk_strategy, args)
         else:
             _plain_subscriber(args)
         return
 
     spec = f"{START_MS}:{args.speed}:{time.time()!r}"
     sim_cmd = [
+        *(["nice", "-n", str(args.nice_sims)] if args.nice_sims else []),
         sys.executable, "-c", "from bmac_trio.cli import main; main()", "sim",
         "--market", "um", "--symbols", str(args.symbols), "--clock", spec,
         "--history-candles", str(args.candles + 200),
@@ -299,6 +360,9 @@ def main() -> None:
             measure = Child([*me, "--role", "measure", *common])
             children.append(measure)
             measure.events("ready", 1)
+            disk = Child([*me, "--role", "disk", *common])
+            children.append(disk)
+            disk.events("ready", 1)
             [before] = recorder.events("period", 1)
             phases[1] = (before, recorder.events("period", args.periods))
             measured = measure.events("period", args.periods + 1)
@@ -307,29 +371,22 @@ def main() -> None:
             [before] = recorder.events("period", 1)
             phases[16] = (before, recorder.events("period", args.periods))
             measured += measure.events("period", args.periods + 1)
+            last_run_time = max(m["run_time_ms"] for m in measured)
+            disk_at: dict[int, int] = {}
+            while last_run_time not in disk_at:
+                [seen] = disk.events("disk", 1)
+                disk_at[seen["run_time_ms"]] = seen["at_us"]
         finally:
             for child in children:
                 child.stop()
             sim.terminate()
-    candles = [x / 1000 for m in measured for x in m["candle_us"]]
-    periods = [m["period_us"] / 1000 for m in measured if m["period_us"] is not None]
-    disks = [m["disk_us"] / 1000 for m in measured if m["disk_us"] is not None]
-    print(
-        f"candle  frame received by the recorder -> callback in the subscriber: "
-        f"p50 {_pct(candles, 0.5):.3f} ms, p99 {_pct(candles, 0.99):.3f} ms "
-        f"({len(candles)} candles)"
-    )
-    print(
-        f"period  last closing frame -> period message in the subscriber:      "
-        f"p50 {_pct(periods, 0.5):.2f} ms, p99 {_pct(periods, 0.99):.2f} ms "
-        f"({len(periods)} periods)"
-    )
-    if disks:
-        print(
-            f"disk    last closing frame -> kit ready-file wait done:             "
-            f"p50 {_pct(disks, 0.5):.2f} ms, p99 {_pct(disks, 0.99):.2f} ms; "
-            f"disk/bus median ratio {statistics.median(disks) / statistics.median(periods):.1f}x"
-        )
+    first = args.periods + 1  # the measuring subscriber's periods of the 1-subscriber phase
+    for label, rows in (
+        ("1 subscriber", measured[:first]),
+        ("16 subscribers", measured[first:]),
+        ("both phases", measured),
+    ):
+        _print_latencies(label, rows, disk_at)
     for subs, (before, rows) in phases.items():
         lags = [r["lag_ms"] for r in rows if r["lag_ms"] is not None]
         cpu = (rows[-1]["cpu_s"] - before["cpu_s"]) / len(rows)
