@@ -16,8 +16,8 @@ message). For the 1- and 16-subscriber phases, and both together, it prints:
   yielded by ``market.periods()`` in the subscriber (p50, p99), and the recorder's share;
 * disk path: the same moment → the kit's ready-file wait (``wait_for_period``) saw every symbol
   ready (p50, p99), and the ratio disk / bus (in a process of its own, as a strategy on the
-  files would be: in the subscriber's process its polling threads delayed the bus messages
-  it is compared with);
+  files would be, so that its polling threads cannot delay the bus messages it is compared
+  with);
 * recorder CPU seconds per period and period lag (median, p99) with 0, 1 and 16 subscribers.
 
 Usage::
@@ -164,8 +164,8 @@ async def _measuring_subscriber(args: argparse.Namespace) -> None:
 
 
 async def _disk_strategy(args: argparse.Namespace) -> None:
-    """The disk path, in a process of its own as a strategy on the files would be (in the
-    subscriber's process its polling threads delayed the bus messages it is compared with)."""
+    """The disk path, in a process of its own as a strategy on the files would be (so that its
+    polling threads cannot delay the bus messages it is compared with)."""
     from bmac_kit._reader import CandleFileReader
     from bmac_kit._waiting import PeriodWatcher, wait_for_period
     from bmac_kit.window import candle_dir_of
