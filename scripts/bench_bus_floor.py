@@ -32,10 +32,12 @@ async def _publish(endpoint: str, count: int, every_s: float) -> None:
     import trio
     import zmq
 
+    from bmac_trio.bus.zmq_async import recv_multipart
+
     context = zmq.Context()
-    sock = context.socket(zmq.PUB)
+    sock = context.socket(zmq.XPUB)  # a PUB that also hands over subscriptions
     sock.bind(endpoint)
-    await trio.sleep(1.0)  # the subscriber connects (a slow joiner would lose the first ones)
+    await recv_multipart(sock)  # the subscriber's subscription: nothing sent is lost from here
     for i in range(count + 1):  # the last one, -1, says done
         stamp = time.time_ns() // 1000
         sock.send_multipart([b"t", str(-1 if i == count else stamp).encode()], zmq.NOBLOCK)
