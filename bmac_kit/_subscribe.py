@@ -11,10 +11,11 @@ Works under trio and asyncio (AnyIO). Nothing is lost: the window is filled afte
 message is seen (so nothing published before is missed), and every gap in the publisher's
 sequence numbers, a new publisher epoch (a restarted recorder) or a late start is healed: the
 window is rebuilt from the files (a data directory on this host) or from the publisher's request
-socket (an endpoint), the live candles received meanwhile are applied on top, and the heal is
-repeated once at the next period (candles published before their write landed are then on
-disk). Live candles are applied to the window lazily (on the next access or period), so a
-burst of a whole market's candles costs microseconds each.
+socket (an endpoint), and the live candles of the last periods and those received meanwhile
+are applied on top (the recorder publishes a candle before its write lands, so the truth may
+lack the newest); the heal is repeated once at the next period. Live candles are applied to
+the window lazily (on the next access or period), so a burst of a whole market's candles costs
+microseconds each.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ DEFAULT_RCVHWM = 100_000
 HEAL_RETRY_S = 0.5
 #: Periods kept for a consumer that does not keep up (the oldest are dropped).
 MAX_QUEUED_PERIODS = 1000
+#: Periods of live candles replayed over every heal's truth, besides the current one: the
+#: recorder publishes a candle before its write lands, so the truth may lack the newest.
+REPLAYED_PERIODS = 2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,6 +146,8 @@ class Market:
         self._pending: list[CandleEvent] = []
         self._pending_frames: list[pl.DataFrame] = []
         self._replay: list[pl.DataFrame] | None = None
+        #: The live frames applied since the period before the last ``REPLAYED_PERIODS``.
+        self._recent: deque[list[pl.DataFrame]] = deque([[]], maxlen=REPLAYED_PERIODS + 1)
         self._callbacks: list[tuple[str | None, Callable[[CandleEvent], Any]]] = []
         #: Periods to yield; ``(run_time_ms, heal generation)`` for one lost on the wire.
         self._periods: deque[Period | tuple[int, int]] = deque(maxlen=MAX_QUEUED_PERIODS)
@@ -222,9 +228,7 @@ class Market:
                 self._on_period(body)
             elif isinstance(body, SymbolsEvent):
                 self._flush()
-                for symbol in body.delisted:
-                    if self._window is not None:
-                        self._window.remove(symbol)
+                self._forget(body.delisted)
             elif isinstance(body, Heartbeat) and self.interval is None:
                 self._set_interval(body.interval)
             self._first_message.set()
@@ -260,6 +264,7 @@ class Market:
         last = self._last_period_ms
         if last is not None and event.run_time_ms <= last:
             return  # the same period reported again (late symbols completed it)
+        self._recent.append([])
         if last is not None:
             missed = self.interval.add(last, 1)
             while missed < event.run_time_ms:
@@ -304,12 +309,25 @@ class Market:
             frames = [candle_events_to_frame(self._pending), *frames]
         self._pending, self._pending_frames = [], []
         frame = pl.concat(frames) if len(frames) > 1 else frames[0]
+        if self._window is None and self._replay is None:
+            self._pending_frames = [frame]  # nothing to apply to yet: keep it
+            return
+        self._recent[-1].append(frame)
         if self._window is not None:
             self._window.apply(frame)
         if self._replay is not None:
             self._replay.append(frame)
-        elif self._window is None:
-            self._pending_frames = [frame]  # nothing to apply to yet: keep it
+
+    def _forget(self, delisted: tuple[str, ...]) -> None:
+        """Drop delisted symbols from the window and from what a heal would replay."""
+        if not delisted:
+            return
+        if self._window is not None:
+            for symbol in delisted:
+                self._window.remove(symbol)
+        kept = ~pl.col("symbol").is_in(list(delisted))
+        for frames in (*self._recent, self._replay or []):
+            frames[:] = [frame.filter(kept) for frame in frames]
 
     # --- healing --------------------------------------------------------------------------------
 
@@ -340,11 +358,12 @@ class Market:
                 self._reheal_at_period = True
 
     async def _heal(self) -> None:
-        """Rebuild the window from the truth, then apply the live candles received meanwhile."""
+        """Rebuild the window from the truth, then apply the live candles of the last periods
+        and those received meanwhile (the truth may not hold the newest yet)."""
         self._healing = True
         try:
             self._flush()
-            self._replay = []
+            self._replay = [frame for frames in self._recent for frame in frames]
             window = await self._load()
             self._flush()
             for frame in self._replay:

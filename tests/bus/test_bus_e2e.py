@@ -29,7 +29,7 @@ from bmac_trio.store.config import load_config
 from bmac_trio.store.layout import FLOAT_COLUMNS
 
 from ..recorder.conftest import FAST_OPTIONS, ROW_INDEX, START_MS, recording, write_config
-from ._procs import reap
+from ._procs import reap_all
 
 SUBSCRIBER = Path(__file__).with_name("_subscriber.py")
 CLI = [sys.executable, "-c", "from bmac_trio.cli import main; main()"]
@@ -44,10 +44,7 @@ RUNNING: list[trio.Process] = []
 @pytest.fixture(autouse=True)
 async def _kill_children():
     yield
-    with trio.CancelScope(shield=True), trio.move_on_after(10):
-        while RUNNING:
-            process = RUNNING.pop()
-            await reap(process)
+    await reap_all(RUNNING)
 
 
 class Process:
@@ -125,6 +122,10 @@ class Subscriber(Process):
     def window(self) -> pl.DataFrame:
         return pl.read_parquet(self.out / "window.parquet")
 
+    def log_tail(self, lines: int = 8) -> list[str]:
+        """The last lines the subscriber logged (its heals), shown when a check fails."""
+        return self.stderr.read_text(errors="replace").splitlines()[-lines:]
+
 
 def assert_window_is_truth(sim: Any, window: pl.DataFrame, symbols: set[str], through_ms: int):
     """Each symbol's candles in the window are the exchange's, consecutive, none twice, up to
@@ -200,6 +201,7 @@ async def test_subscribers_hold_the_truth_across_ws_drop_restart_and_slowness(tm
             assert env.handle.bus.stats.dropped > 0  # counted by the publisher
             assert env.handle.listeners.connects >= 3  # two listeners, then a replacement
             for sub in (steady, restarted, slow):
+                print(f"{sub.out.name}: checking; its log ends {sub.log_tail()!r}")
                 period = sub.periods[-1]
                 assert period["ready"] == len(symbols)
                 assert period["period_rows"] == len(symbols)

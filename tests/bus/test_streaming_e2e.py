@@ -25,7 +25,7 @@ from bmac_trio.sim import SimConfig, open_simulator
 from bmac_trio.store.config import load_config
 
 from ..recorder.conftest import START_MS, write_config
-from ._procs import reap
+from ._procs import reap_all
 from ._streaming_strategy import FACTORS
 from .test_bus_e2e import CLI, MINUTE, RUNNING, UM, Process
 
@@ -35,9 +35,7 @@ STRATEGY = Path(__file__).with_name("_streaming_strategy.py")
 @pytest.fixture(autouse=True)
 async def _kill_children():
     yield
-    with trio.CancelScope(shield=True), trio.move_on_after(10):
-        while RUNNING:
-            await reap(RUNNING.pop())
+    await reap_all(RUNNING)
 
 
 class Strategy(Process):

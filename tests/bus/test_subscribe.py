@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import threading
 from contextlib import AsyncExitStack, aclosing
+from typing import Any
 
 import anyio
 import polars as pl
@@ -37,12 +38,16 @@ class Market:
         self.candles: dict[str, list[Candle]] = {
             s: [candle(s, T0 + i * MINUTE) for i in range(5)] for s in SYMBOLS
         }
+        #: Each symbol's newest candles published but not written yet (absent from the truth
+        #: a heal reads): the recorder publishes a candle before its write lands.
+        self.unwritten = 0
         self.pub.frame_source = lambda symbols: {
-            s: (candles_to_frame(c, IV), []) for s, c in self.candles.items()
+            s: (candles_to_frame(c[: len(c) - self.unwritten], IV), [])
+            for s, c in self.candles.items()
         }
 
     def close_period(self, run_time: int, *, publish: bool = True) -> None:
-        for symbol in SYMBOLS:
+        for symbol in self.candles:
             c = candle(symbol, run_time - MINUTE)
             self.candles[symbol].append(c)
             if publish:
@@ -52,7 +57,7 @@ class Market:
         if publish:
             self.pub.period(
                 run_time_ms=run_time,
-                ready=SYMBOLS,
+                ready=tuple(self.candles),
                 missing=(),
                 complete=True,
                 lag_s=0.001,
@@ -94,7 +99,49 @@ async def scenario(market: Market) -> None:
         assert seen.count("AUSDT") == 2  # the two live candles, not the healed one
 
 
-async def run_with_publisher(market: Market) -> None:
+async def heal_behind_the_writes(market: Market) -> None:
+    """The re-check heal at the first period reads a truth without that period's candles."""
+    async with bmac_kit.subscribe(market.endpoint) as sub, AsyncExitStack() as stack:
+        periods = await stack.enter_async_context(aclosing(sub.periods()))
+        market.unwritten = 1
+        run_time = T0 + 6 * MINUTE
+        market.close_period(run_time)
+        assert (await anext(periods)).run_time_ms == run_time
+        while sub.stats.heals < 1:  # the heal the period asked for is done
+            await sub._healed.wait()
+        market.close_period(run_time + MINUTE)
+        assert (await anext(periods)).run_time_ms == run_time + MINUTE
+        truth = market.truth()
+        keep = sub.window.num_candles  # the publisher's candles a symbol when it healed
+        for symbol in SYMBOLS:
+            want = truth.filter(pl.col("symbol") == symbol).drop("symbol").tail(keep)
+            held = sub.window.frame(symbol)
+            opens = [(t - T0) // MINUTE for t in held["candle_begin_time"].dt.epoch("ms")]
+            assert opens == list(range(7 - keep, 7)), symbol
+            assert held.equals(want), symbol
+
+
+async def heal_after_a_delisting(market: Market) -> None:
+    """A heal replays the last periods' live candles, but not those of a delisted symbol."""
+    market.pub.symbols(SYMBOLS)
+    async with bmac_kit.subscribe(market.endpoint) as sub, AsyncExitStack() as stack:
+        periods = await stack.enter_async_context(aclosing(sub.periods()))
+        run_time = T0 + 6 * MINUTE
+        market.close_period(run_time)
+        assert (await anext(periods)).run_time_ms == run_time
+        del market.candles["BUSDT"]
+        market.pub.symbols(["AUSDT"])
+        market.close_period(run_time + MINUTE, publish=False)  # lost: a heal follows
+        market.close_period(run_time + 2 * MINUTE)
+        healed = await anext(periods)
+        assert (healed.run_time_ms, healed.healed) == (run_time + MINUTE, True)
+        assert healed.ready == ("AUSDT",)
+        assert (await anext(periods)).run_time_ms == run_time + 2 * MINUTE
+        assert sub.window.symbols() == ["AUSDT"]
+        assert sub.stats.heals >= 1
+
+
+async def run_with_publisher(market: Market, scenario: Any = scenario) -> None:
     """The publisher's tasks under trio, in this thread."""
     market.pub.open()
     try:
@@ -109,6 +156,14 @@ async def run_with_publisher(market: Market) -> None:
 
 async def test_subscribe_under_trio_heals_a_lost_period():
     await run_with_publisher(Market())
+
+
+async def test_a_heal_keeps_the_live_candles_its_truth_does_not_hold_yet():
+    await run_with_publisher(Market(), heal_behind_the_writes)
+
+
+async def test_a_heal_does_not_bring_back_a_delisted_symbol():
+    await run_with_publisher(Market(), heal_after_a_delisting)
 
 
 def test_subscribe_under_asyncio_heals_a_lost_period():
