@@ -14,7 +14,8 @@ every symbol" is one 2-D slice. The first ``mirror`` positions are written twice
 the ring), so such a slice never wraps (for ``k <= mirror + 1``). Positions holding no candle
 hold NaN (times: 0); that is how factors see "fewer than ``n`` candles".
 
-Appending a candle right after a symbol's newest is O(1) and vectorised over symbols; anything
+Appending a candle right after a symbol's newest is O(1) and vectorised over symbols, and so is
+ignoring a candle already held (a subscriber's heal applies the last periods again); anything
 else (a new symbol, a candle filling a gap, a gap after the newest, several candles of one
 symbol at once) rewrites that symbol's ring (O(num_candles)) and bumps its generation.
 
@@ -168,15 +169,18 @@ class MarketWindow:
         known = slots >= 0
         last = np.full(len(names), NO_TIME)
         last[known] = self._last_end[slots[known]]
-        newest_again = known & (ends == last)  # the usual duplicate: ignored right here
         fast = known & _appears_once(names) & (ends == last + self.interval_ms)
         if fast.all():
             self._append(slots, ends, values)
             return
         if fast.any():
             self._append(slots[fast], ends[fast], {c: a[fast] for c, a in values.items()})
+        # candles held already (the same again, a heal's replay) are ignored right here: a
+        # candle's ring position is fixed by its end time, so one lookup tells
+        held = np.zeros(len(names), dtype=bool)
+        held[known] = self._ring_ends(slots[known], ends[known]) == ends[known]
         rest: dict[str, list[int]] = {}
-        for i in np.flatnonzero(~(fast | newest_again)).tolist():
+        for i in np.flatnonzero(~(fast | held)).tolist():
             rest.setdefault(names[i], []).append(i)
         for symbol, rows in rest.items():
             self._merge(symbol, {c: a[rows] for c, a in values.items()})
@@ -422,6 +426,10 @@ class MarketWindow:
         self._count[slot] = 0
         self._last_end[slot] = NO_TIME
         self._generation[slot] += 1
+
+    def _ring_ends(self, slots: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """The end time held at each ``ends``' ring position of ``slots`` (0 where none)."""
+        return self._times["candle_end_time"][(ends // self.interval_ms) % self.num_candles, slots]
 
     def _positions(self, slot: int) -> np.ndarray:
         count = int(self._count[slot])
