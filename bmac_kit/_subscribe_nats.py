@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -121,6 +122,9 @@ class NatsMarket(Market):
             self.last_seq = history[-1].seq if history else end
             self._handle([r for r in batch if r.seq > end])  # the first live ones
         self._window = window
+        # JetStream never needs a heal: keep no live frames for one to replay (the history's
+        # frames went through _flush above)
+        self._recent = deque([[]], maxlen=1)
         self._first_message.set()
 
     def _decode(self, received: Received) -> codec.Decoded:
@@ -155,8 +159,7 @@ class NatsMarket(Market):
                 self._on_period(body)
             elif isinstance(body, bus.SymbolsEvent):
                 self._flush()
-                for symbol in body.delisted:
-                    self._window.remove(symbol)
+                self._forget(body.delisted)
 
     async def _receive(self) -> None:
         while True:
