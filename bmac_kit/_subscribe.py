@@ -146,7 +146,7 @@ class Market:
         self._pending: list[CandleEvent] = []
         self._pending_frames: list[pl.DataFrame] = []
         self._replay: list[pl.DataFrame] | None = None
-        #: The live frames applied since the period before the last ``REPLAYED_PERIODS``.
+        #: The live frames applied, a list a period: this one and the ``REPLAYED_PERIODS`` before.
         self._recent: deque[list[pl.DataFrame]] = deque([[]], maxlen=REPLAYED_PERIODS + 1)
         self._callbacks: list[tuple[str | None, Callable[[CandleEvent], Any]]] = []
         #: Periods to yield; ``(run_time_ms, heal generation)`` for one lost on the wire.
