@@ -427,9 +427,13 @@ class MarketWindow:
         self._last_end[slot] = NO_TIME
         self._generation[slot] += 1
 
+    def _ring_rows(self, ends: np.ndarray) -> np.ndarray:
+        """:meth:`position` of each of ``ends``."""
+        return (ends // self.interval_ms) % self.num_candles
+
     def _ring_ends(self, slots: np.ndarray, ends: np.ndarray) -> np.ndarray:
         """The end time held at each ``ends``' ring position of ``slots`` (0 where none)."""
-        return self._times["candle_end_time"][(ends // self.interval_ms) % self.num_candles, slots]
+        return self._times["candle_end_time"][self._ring_rows(ends), slots]
 
     def _positions(self, slot: int) -> np.ndarray:
         count = int(self._count[slot])
@@ -470,7 +474,7 @@ class MarketWindow:
 
     def _append(self, slots: np.ndarray, ends: np.ndarray, values: dict[str, np.ndarray]):
         """Each slot's candle right after its newest: one write per column."""
-        self._write(slots, (ends // self.interval_ms) % self.num_candles, values)
+        self._write(slots, self._ring_rows(ends), values)
         self._count[slots] = np.minimum(self._count[slots] + 1, self.num_candles)
         self._last_end[slots] = ends
 

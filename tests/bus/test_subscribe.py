@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, aclosing
-from typing import Any
 
 import anyio
 import polars as pl
@@ -141,14 +141,16 @@ async def heal_after_a_delisting(market: Market) -> None:
         assert sub.stats.heals >= 1
 
 
-async def run_with_publisher(market: Market, scenario: Any = scenario) -> None:
-    """The publisher's tasks under trio, in this thread."""
+async def run_with_publisher(
+    market: Market, steps: Callable[[Market], Awaitable[None]] = scenario
+) -> None:
+    """The publisher's tasks under trio, in this thread; the subscriber runs ``steps``."""
     market.pub.open()
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(market.pub.run)
             with trio.fail_after(20):
-                await scenario(market)
+                await steps(market)
             nursery.cancel_scope.cancel()
     finally:
         market.pub.close()
